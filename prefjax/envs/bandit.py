@@ -1,0 +1,159 @@
+"""Preference bandits: pure, gymnax-style samplers of (chosen, rejected) pairs with explicit keys.
+
+Two data sources share one interface, `sample(key, params, batch_size) -> Pairs`:
+
+- `PairDataset`: a fixed, finite dataset of labelled pairs, sampled uniformly with replacement (the IPO
+  paper's offline bandit, Azar et al. 2310.12036 §5.4).
+- `PreferenceBandit`: pairs y, y' drawn from a behaviour policy μ, labelled by a Bernoulli draw with
+  probability P[y, y'] (online data from any preference matrix: Bradley–Terry, Thurstone, cyclic, mixtures).
+
+Both are contextual: the instance has a leading context axis X (X = 1 for a plain bandit) and each sampled
+pair carries its context index, so a policy can be tabular `[X, N]` logits or a function of context
+features. The environment objects are immutable and hold only static sizes; the problem instance lives in
+a params NamedTuple, so runs vmap over instances as well as seeds (DESIGN.md §3).
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from prefjax.envs import preferences
+from prefjax.errors import PrefjaxError
+
+
+class Pairs(NamedTuple):
+  """A batch of labelled pairs: `context`, `chosen`, `rejected`, each int32 `[B]`."""
+  context: jax.Array
+  chosen: jax.Array
+  rejected: jax.Array
+
+
+class DatasetParams(NamedTuple):
+  """A fixed pair dataset: `context`, `chosen`, `rejected` int32 `[M]`."""
+  context: jax.Array
+  chosen: jax.Array
+  rejected: jax.Array
+
+
+class BanditParams(NamedTuple):
+  """A preference bandit: `P` `[X, N, N]` preferences, `behaviour` `[X, N]` μ, `context_probs` `[X]`."""
+  P: jax.Array
+  behaviour: jax.Array
+  context_probs: jax.Array
+
+
+class PairDataset:
+  """Samples mini-batches uniformly with replacement from a fixed dataset of (chosen, rejected) pairs."""
+
+  def __init__(self, num_actions, num_contexts=1):
+    self.num_actions = int(num_actions)
+    self.num_contexts = int(num_contexts)
+
+  def make_params(self, pairs, contexts=None):
+    """Builds `DatasetParams` from `pairs`, a sequence of (chosen, rejected) action ids.
+
+    Args:
+      pairs: `[M, 2]` integers, each row (chosen, rejected); a list of tuples is fine.
+      contexts: optional `[M]` context ids (default all 0).
+
+    Returns:
+      `DatasetParams`.
+    """
+    arr = np.asarray(pairs)
+    if arr.ndim != 2 or arr.shape[1] != 2 or arr.shape[0] == 0:
+      raise PrefjaxError(f"pairs must have shape [M, 2] with M >= 1 (chosen, rejected), got {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+      raise PrefjaxError(f"pairs must be integer action ids, got dtype {arr.dtype}")
+    if arr.min() < 0 or arr.max() >= self.num_actions:
+      raise PrefjaxError(
+          f"pairs contain action ids outside [0, {self.num_actions}): min {arr.min()}, max {arr.max()}")
+    same = np.nonzero(arr[:, 0] == arr[:, 1])[0]
+    if same.size:
+      raise PrefjaxError(f"pairs compare an action with itself at rows {same[:10].tolist()}")
+    ctx = np.zeros(arr.shape[0], np.int32) if contexts is None else np.asarray(contexts)
+    if ctx.shape != (arr.shape[0],):
+      raise PrefjaxError(f"contexts must have shape [{arr.shape[0]}], got {ctx.shape}")
+    if ctx.min() < 0 or ctx.max() >= self.num_contexts:
+      raise PrefjaxError(f"contexts must lie in [0, {self.num_contexts})")
+    return DatasetParams(context=jnp.asarray(ctx, jnp.int32), chosen=jnp.asarray(arr[:, 0], jnp.int32),
+                         rejected=jnp.asarray(arr[:, 1], jnp.int32))
+
+  def sample(self, key, params, batch_size):
+    """Draws `batch_size` rows uniformly with replacement. Returns `Pairs` with `[batch_size]` arrays."""
+    idx = jax.random.randint(key, (batch_size,), 0, params.chosen.shape[0])
+    return Pairs(params.context[idx], params.chosen[idx], params.rejected[idx])
+
+
+class PreferenceBandit:
+  """Online preference bandit: y, y' ∼ μ(·|x) i.i.d., label ∼ Bernoulli(P[x, y, y'])."""
+
+  def __init__(self, num_actions, num_contexts=1):
+    self.num_actions = int(num_actions)
+    self.num_contexts = int(num_contexts)
+
+  def make_params(self, P, behaviour=None, context_probs=None):
+    """Builds `BanditParams`, validating P (P + Pᵀ = 1, entries in [0, 1]) and the distributions.
+
+    Args:
+      P: `[N, N]` or `[X, N, N]` preference matrix (a 2-D matrix gets a context axis of size 1).
+      behaviour: `[N]` or `[X, N]` behaviour policy μ (default uniform).
+      context_probs: `[X]` context distribution (default uniform).
+
+    Returns:
+      `BanditParams` with a context axis.
+    """
+    P = preferences.validate(P)
+    if P.ndim == 2:
+      P = P[None]
+    if P.shape != (self.num_contexts, self.num_actions, self.num_actions):
+      raise PrefjaxError(
+          f"P must have shape [{self.num_contexts}, {self.num_actions}, {self.num_actions}], got {P.shape}")
+    x, n = self.num_contexts, self.num_actions
+    mu = np.full((x, n), 1.0 / n) if behaviour is None else np.asarray(behaviour, np.float64)
+    if mu.ndim == 1:
+      mu = np.broadcast_to(mu, (x, n))
+    _check_distribution(mu, (x, n), "behaviour")
+    rho = np.full((x,), 1.0 / x) if context_probs is None else np.asarray(context_probs, np.float64)
+    _check_distribution(rho, (x,), "context_probs")
+    return BanditParams(P=jnp.asarray(P, jnp.float32), behaviour=jnp.asarray(mu, jnp.float32),
+                        context_probs=jnp.asarray(rho, jnp.float32))
+
+  def sample(self, key, params, batch_size):
+    """Samples contexts, two actions from μ and a Bernoulli label; returns winner/loser as `Pairs`."""
+    k_ctx, k_a, k_b, k_label = jax.random.split(key, 4)
+    ctx = jax.random.categorical(k_ctx, jnp.log(params.context_probs), shape=(batch_size,))
+    log_mu = jnp.log(params.behaviour[ctx])
+    a = jax.random.categorical(k_a, log_mu, axis=-1)
+    b = jax.random.categorical(k_b, log_mu, axis=-1)
+    a_wins = jax.random.bernoulli(k_label, params.P[ctx, a, b])
+    chosen = jnp.where(a_wins, a, b).astype(jnp.int32)
+    rejected = jnp.where(a_wins, b, a).astype(jnp.int32)
+    return Pairs(ctx.astype(jnp.int32), chosen, rejected)
+
+
+def _check_distribution(p, shape, name):
+  if p.shape != shape:
+    raise PrefjaxError(f"{name} must have shape {list(shape)}, got {list(p.shape)}")
+  if np.any(p < 0) or np.any(np.abs(p.sum(-1) - 1.0) > 1e-5):
+    raise PrefjaxError(f"{name} must be a probability distribution (non-negative, summing to 1)")
+
+
+# Named datasets of the IPO paper (Azar et al. 2310.12036 §5.4) over actions a = 0, b = 1, c = 2.
+NAMED_DATASETS = {
+    # D1: the total order a ≻ b ≻ c, each pair observed once.
+    "d1": ((0, 1), (1, 2), (0, 2)),
+    # (a, c) never observed. The paper prints {(a, b), (b, a)}, which moves nothing; its text's intent,
+    # "(a, c) never observed", is {(a, b), (b, c)} (THEORY.md §1).
+    "unobserved": ((0, 1), (1, 2)),
+    # A preference cycle: every pairwise loss keeps the uniform policy.
+    "cycle": ((0, 1), (1, 2), (2, 0)),
+}
+
+
+def named_dataset(name):
+  """Returns the pairs of a named dataset (`d1`, `unobserved`, `cycle`) as a tuple of (chosen, rejected)."""
+  if name not in NAMED_DATASETS:
+    raise PrefjaxError(f"unknown dataset {name!r}; known: {sorted(NAMED_DATASETS)}")
+  return NAMED_DATASETS[name]

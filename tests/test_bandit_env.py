@@ -1,0 +1,73 @@
+"""Tests for the preference-bandit samplers in prefjax.envs.bandit."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from prefjax.envs import bandit
+from prefjax.envs import preferences
+from prefjax.errors import PrefjaxError
+
+
+def test_pair_dataset_samples_rows_uniformly():
+  env = bandit.PairDataset(3)
+  params = env.make_params(bandit.named_dataset("d1"))
+  n = 30_000
+  pairs = env.sample(jax.random.PRNGKey(0), params, n)
+  assert pairs.chosen.shape == (n,) and pairs.chosen.dtype == jnp.int32
+  rows = {(0, 1): 0, (1, 2): 0, (0, 2): 0}
+  for c, r in zip(np.asarray(pairs.chosen), np.asarray(pairs.rejected)):
+    rows[(int(c), int(r))] += 1
+  # Each row has probability 1/3; 5 binomial standard errors.
+  se = np.sqrt(n * (1 / 3) * (2 / 3))
+  for count in rows.values():
+    assert abs(count - n / 3) < 5 * se
+
+
+def test_preference_bandit_label_frequencies_match_P():
+  env = bandit.PreferenceBandit(3)
+  P = preferences.bradley_terry(jnp.array([1.0, 0.0, -0.5]))
+  mu = np.array([0.5, 0.3, 0.2])
+  params = env.make_params(P, mu)
+  n = 200_000
+  pairs = env.sample(jax.random.PRNGKey(1), params, n)
+  c, r = np.asarray(pairs.chosen), np.asarray(pairs.rejected)
+  Pn = np.asarray(P, np.float64)
+  for i in range(3):
+    for j in range(3):
+      if i == j:
+        continue
+      # p(chosen = i, rejected = j) = μ_i μ_j P_ij + μ_j μ_i P_ij (either draw order).
+      p = 2 * mu[i] * mu[j] * Pn[i, j]
+      count = np.sum((c == i) & (r == j))
+      assert abs(count - n * p) < 5 * np.sqrt(n * p * (1 - p))
+
+
+def test_contextual_bandit_keeps_contexts_apart():
+  env = bandit.PreferenceBandit(2, num_contexts=2)
+  P = np.stack([np.asarray(preferences.total_order(2)), np.asarray(preferences.total_order(2)).T])
+  params = env.make_params(P)
+  pairs = env.sample(jax.random.PRNGKey(2), params, 1000)
+  ctx, c, r = (np.asarray(a) for a in pairs)
+  distinct = c != r
+  # Context 0 prefers action 0 always, context 1 prefers action 1 always.
+  assert np.all(c[distinct & (ctx == 0)] == 0) and np.all(c[distinct & (ctx == 1)] == 1)
+  assert 0.4 < ctx.mean() < 0.6
+
+
+def test_bad_input_errors():
+  env = bandit.PairDataset(3)
+  with pytest.raises(PrefjaxError, match="outside"):
+    env.make_params([(0, 3)])
+  with pytest.raises(PrefjaxError, match="itself"):
+    env.make_params([(1, 1)])
+  with pytest.raises(PrefjaxError, match=r"\[M, 2\]"):
+    env.make_params([0, 1])
+  with pytest.raises(PrefjaxError, match="unknown dataset"):
+    bandit.named_dataset("d7")
+  online = bandit.PreferenceBandit(3)
+  with pytest.raises(PrefjaxError, match="P must have shape"):
+    online.make_params(np.asarray(preferences.total_order(4)))
+  with pytest.raises(PrefjaxError, match="behaviour"):
+    online.make_params(np.asarray(preferences.total_order(3)), behaviour=[0.5, 0.5, 0.5])
