@@ -1,0 +1,163 @@
+"""A whole bandit training run as one pure function, vmapped over hyper-parameters × seeds.
+
+`make_train(config, env)` returns `train(key, hparams, env_params, ref_logits) -> (final_state, metrics)`:
+a tabular softmax policy (logits `[X, N]`, one row per context) trained on pairs sampled from `env` with any
+registered pairwise objective (`prefjax.objectives.pairwise_loss`) and an optax gradient transformation.
+Swept scalars (β, learning rate, label smoothing) are array arguments in `HParams`, so sweeps vmap without
+recompiling; shapes, step counts and the objective's name are static (`TrainConfig`). Metrics are recorded
+every `record_every` steps inside the scan so memory stays bounded (DESIGN.md §3; purejaxrl's `make_train`).
+"""
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from prefjax import objectives
+from prefjax.errors import PrefjaxError
+from prefjax.games import tabular
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Static settings of a bandit run (changing one recompiles).
+
+  Attributes:
+    objective: registered pairwise objective name, or a tuple of (name, weight) pairs.
+    num_steps: optimiser steps; a multiple of `record_every`.
+    batch_size: pairs per step.
+    record_every: steps between recorded metrics.
+    optimizer: key of `OPTIMIZERS` (the learning rate is applied outside it, so it can be swept).
+    objective_kwargs: static keyword arguments of the objective (divergence, length_normalize, alpha, ...),
+      as a tuple of (key, value) pairs so the config stays hashable.
+  """
+  objective: Any = "ipo"
+  num_steps: int = 1000
+  batch_size: int = 9
+  record_every: int = 100
+  optimizer: str = "adam"
+  objective_kwargs: tuple = ()
+
+
+class HParams(NamedTuple):
+  """Swept scalars (each a float array; leading axes are added by `sweep`)."""
+  beta: jax.Array
+  lr: jax.Array
+  label_smoothing: jax.Array
+
+
+class TrainState(NamedTuple):
+  logits: jax.Array  # [X, N] policy logits, one row per context.
+  opt_state: Any
+
+
+class Metrics(NamedTuple):
+  """Recorded every `record_every` steps, plus step 0: a leading axis of size num_steps/record_every + 1."""
+  step: jax.Array  # [R] optimiser steps taken.
+  policy: jax.Array  # [R, X, N] π(y | x).
+  loss: jax.Array  # [R] mean batch loss over the steps since the last record (step 0: loss at init).
+  kl: jax.Array  # [R] KL(π ‖ π_ref) averaged over contexts.
+
+
+# Optimisers without their learning rate (`updates ← −lr · transform(grads)`), so lr is a traced scalar.
+OPTIMIZERS = {
+    "adam": optax.scale_by_adam,
+    "sgd": optax.identity,
+    "rmsprop": optax.scale_by_rms,
+}
+
+
+def make_hparams(beta, lr, label_smoothing=0.0):
+  """Builds `HParams` from scalars or arrays of the same shape (float32)."""
+  beta, lr, label_smoothing = (jnp.asarray(v, jnp.float32) for v in (beta, lr, label_smoothing))
+  shape = jnp.broadcast_shapes(beta.shape, lr.shape, label_smoothing.shape)
+  return HParams(*(jnp.broadcast_to(v, shape) for v in (beta, lr, label_smoothing)))
+
+
+def make_train(config, env):
+  """Returns `train(key, hparams, env_params, ref_logits) -> (TrainState, Metrics)`.
+
+  Args:
+    config: `TrainConfig`.
+    env: a `PairDataset` or `PreferenceBandit` (anything with `sample(key, params, batch_size) -> Pairs`).
+
+  Returns:
+    A pure function: `key` a PRNG key, `hparams` scalar `HParams`, `env_params` the env's params,
+    `ref_logits` `[X, N]` reference (and initial) logits. The policy starts at π_ref.
+  """
+  if config.optimizer not in OPTIMIZERS:
+    raise PrefjaxError(f"unknown optimizer {config.optimizer!r}; known: {sorted(OPTIMIZERS)}")
+  if config.num_steps <= 0 or config.record_every <= 0 or config.num_steps % config.record_every:
+    raise PrefjaxError(
+        f"num_steps ({config.num_steps}) must be a positive multiple of record_every ({config.record_every})")
+  if config.batch_size <= 0:
+    raise PrefjaxError(f"batch_size must be positive, got {config.batch_size}")
+  _check_objective(config)
+  transform = OPTIMIZERS[config.optimizer]()
+  objective_kwargs = dict(config.objective_kwargs)
+  num_records = config.num_steps // config.record_every
+
+  def batch_loss(logits, pairs, ref_logits, hparams):
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    ref_logp = jax.nn.log_softmax(ref_logits, axis=-1)
+    ones = jnp.ones(pairs.chosen.shape, jnp.float32)  # A bandit action is one token.
+    losses = objectives.pairwise_loss(
+        config.objective,
+        logp[pairs.context, pairs.chosen], logp[pairs.context, pairs.rejected],
+        ref_logp[pairs.context, pairs.chosen], ref_logp[pairs.context, pairs.rejected],
+        beta=hparams.beta, label_smoothing=hparams.label_smoothing,
+        chosen_lengths=ones, rejected_lengths=ones, **objective_kwargs)
+    return jnp.mean(losses)
+
+  grad_fn = jax.value_and_grad(batch_loss)
+
+  def train(key, hparams, env_params, ref_logits):
+    ref_logits = jnp.asarray(ref_logits, jnp.float32)
+    key_init, key_steps = jax.random.split(key)
+    state = TrainState(logits=ref_logits, opt_state=transform.init(ref_logits))
+
+    def step(state, t):
+      pairs = env.sample(jax.random.fold_in(key_steps, t), env_params, config.batch_size)
+      loss, grads = grad_fn(state.logits, pairs, ref_logits, hparams)
+      updates, opt_state = transform.update(grads, state.opt_state, state.logits)
+      return TrainState(state.logits - hparams.lr * updates, opt_state), loss
+
+    def record(state, r):
+      ts = r * config.record_every + jnp.arange(config.record_every)
+      state, losses = jax.lax.scan(step, state, ts)
+      return state, _snapshot(state.logits, ref_logits, (r + 1) * config.record_every, jnp.mean(losses))
+
+    init_pairs = env.sample(key_init, env_params, config.batch_size)
+    init_loss = batch_loss(ref_logits, init_pairs, ref_logits, hparams)
+    first = _snapshot(ref_logits, ref_logits, 0, init_loss)
+    state, rest = jax.lax.scan(record, state, jnp.arange(num_records))
+    metrics = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
+    return state, metrics
+
+  return train
+
+
+def _snapshot(logits, ref_logits, step, loss):
+  return Metrics(step=jnp.asarray(step, jnp.int32), policy=jax.nn.softmax(logits, axis=-1),
+                 loss=jnp.asarray(loss, jnp.float32),
+                 kl=jnp.mean(tabular.kl_from_logits(logits, ref_logits)))
+
+
+def _check_objective(config):
+  """Fails early, outside any trace, on an unknown objective or bad static objective arguments."""
+  one = jnp.zeros((1,), jnp.float32)
+  objectives.pairwise_loss(config.objective, one, one, one, one, beta=1.0, chosen_lengths=one + 1,
+                           rejected_lengths=one + 1, **dict(config.objective_kwargs))
+
+
+def make_sweep(train):
+  """Returns a jitted `sweep(keys, hparams, env_params, ref_logits)` over hyper-parameters × seeds.
+
+  `keys` is `[S]` PRNG keys (one per seed), `hparams` an `HParams` with a leading axis `[H]`; env params and
+  reference logits are shared. The result `(TrainState, Metrics)` has leading axes `[H, S]`: one jitted call
+  runs every setting and seed (`jit(vmap(vmap(train)))`, DESIGN.md §3).
+  """
+  over_seeds = jax.vmap(train, in_axes=(0, None, None, None))
+  return jax.jit(jax.vmap(over_seeds, in_axes=(None, 0, None, None)))

@@ -1,0 +1,83 @@
+"""Figures drawn from workdirs (read through `prefjax.results`), saved as PNG."""
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np  # pylint: disable=g-import-not-at-top
+from scipy import stats  # pylint: disable=g-import-not-at-top
+
+from prefjax import results  # pylint: disable=g-import-not-at-top
+
+ACTION_NAMES = "abcdefghijklmnopqrstuvwxyz"
+LINESTYLES = ("-", "--", "-.", ":")
+
+
+def mean_and_band(x, axis=0, level=0.95):
+  """Mean over `axis` and the half-width of its `level` t-interval (NaN for a single sample)."""
+  x = np.asarray(x, np.float64)
+  n = x.shape[axis]
+  mean = x.mean(axis)
+  if n < 2:
+    return mean, np.full_like(mean, np.nan)
+  half = stats.t.ppf(0.5 + level / 2, n - 1) * x.std(axis, ddof=1) / np.sqrt(n)
+  return mean, half
+
+
+def plot_bandit_sweep(workdir, objectives=None, out="figure.png"):
+  """π(y) over training steps: one row per data source, one panel per β, one line style per objective.
+
+  Shaded bands are 95% t-intervals over seeds; thin dotted lines mark the IPO closed-form optimum where the
+  summary has one (THEORY.md §1).
+
+  Args:
+    workdir: a finished `run_bandit_sweep` workdir.
+    objectives: objectives to draw (default: all in the run).
+    out: file name of the PNG inside the workdir.
+
+  Returns:
+    The PNG's path.
+  """
+  arrays = results.load_arrays(workdir)
+  summary = results.load_summary(workdir)
+  steps, betas = arrays["steps"], arrays["betas"]
+  runs = summary["runs"]
+  sources = list(dict.fromkeys(r["source"] for r in runs))
+  names = list(dict.fromkeys(r["objective"] for r in runs))
+  if objectives:
+    names = [o for o in names if o in objectives]
+  fig, axes = plt.subplots(len(sources), len(betas), figsize=(4.2 * len(betas), 3.3 * len(sources)),
+                           squeeze=False, sharex=True, sharey=True)
+  colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  for i, source in enumerate(sources):
+    for h, beta in enumerate(betas):
+      ax = axes[i, h]
+      for o, name in enumerate(names):
+        policy = arrays[f"{source}__{name}__policy"][h]  # [S, R, N]
+        mean, half = mean_and_band(policy, axis=0)
+        for y in range(policy.shape[-1]):
+          label = f"{name} π({ACTION_NAMES[y]})" if (i, h) == (0, 0) else None
+          ax.plot(steps, mean[:, y], LINESTYLES[o % len(LINESTYLES)], color=colors[y % len(colors)],
+                  label=label, lw=1.5)
+          if np.all(np.isfinite(half)):
+            ax.fill_between(steps, mean[:, y] - half[:, y], mean[:, y] + half[:, y],
+                            color=colors[y % len(colors)], alpha=0.2, lw=0)
+      entry = next((r for r in runs if r["source"] == source and np.isclose(r["beta"], beta)), None)
+      if entry and entry.get("ipo_optimum"):
+        for y, p in enumerate(entry["ipo_optimum"]):
+          ax.axhline(p, color=colors[y % len(colors)], ls=":", lw=0.8)
+      ax.set_title(f"{source}, β = τ = {beta:g}")
+      ax.set_ylim(-0.02, 1.02)
+      if i == len(sources) - 1:
+        ax.set_xlabel("step")
+      if h == 0:
+        ax.set_ylabel("π(y)")
+  fig.legend(loc="lower center", ncol=max(1, len(names)) * 3, fontsize=8, frameon=False)
+  fig.suptitle("Policy over training (mean over seeds, 95% bands; dotted: IPO closed form)")
+  fig.tight_layout(rect=(0, 0.06, 1, 0.96))
+  path = os.path.join(workdir, out)
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
