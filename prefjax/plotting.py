@@ -7,23 +7,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
-from scipy import stats  # pylint: disable=g-import-not-at-top
 
+from prefjax import intervals  # pylint: disable=g-import-not-at-top
 from prefjax import results  # pylint: disable=g-import-not-at-top
 
 ACTION_NAMES = "abcdefghijklmnopqrstuvwxyz"
 LINESTYLES = ("-", "--", "-.", ":")
-
-
-def mean_and_band(x, axis=0, level=0.95):
-  """Mean over `axis` and the half-width of its `level` t-interval (NaN for a single sample)."""
-  x = np.asarray(x, np.float64)
-  n = x.shape[axis]
-  mean = x.mean(axis)
-  if n < 2:
-    return mean, np.full_like(mean, np.nan)
-  half = stats.t.ppf(0.5 + level / 2, n - 1) * x.std(axis, ddof=1) / np.sqrt(n)
-  return mean, half
+# Literature names for legends (registry names are TRL's).
+DISPLAY_NAMES = {"sigmoid": "DPO", "dpo": "DPO", "ipo": "IPO", "hinge": "SLiC", "cdpo": "cDPO",
+                 "robust": "rDPO"}
 
 
 def plot_bandit_sweep(workdir, objectives=None, out="figure.png"):
@@ -56,9 +48,9 @@ def plot_bandit_sweep(workdir, objectives=None, out="figure.png"):
       ax = axes[i, h]
       for o, name in enumerate(names):
         policy = arrays[f"{source}__{name}__policy"][h]  # [S, R, N]
-        mean, half = mean_and_band(policy, axis=0)
+        mean, half = intervals.t_interval(policy, axis=0)
         for y in range(policy.shape[-1]):
-          label = f"{name} π({ACTION_NAMES[y]})" if (i, h) == (0, 0) else None
+          label = f"{DISPLAY_NAMES.get(name, name)} π({ACTION_NAMES[y]})" if (i, h) == (0, 0) else None
           ax.plot(steps, mean[:, y], LINESTYLES[o % len(LINESTYLES)], color=colors[y % len(colors)],
                   label=label, lw=1.5)
           if np.all(np.isfinite(half)):

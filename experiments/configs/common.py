@@ -34,6 +34,9 @@ def bandit_sweep_config():
   c.batch_size = 9  # Pairs per step, drawn uniformly with replacement.
   c.record_every = 100  # Steps between recorded metrics.
   c.num_seeds = 10
+  # Each seed's final policy is its average over this fraction of the recorded steps (tail averaging removes
+  # the constant-learning-rate jitter of the last iterate; the last iterate is reported too).
+  c.tail_fraction = 0.25
   c.seed = 0
   c.write_table = False
   c.figure = True
