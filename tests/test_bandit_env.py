@@ -71,3 +71,23 @@ def test_bad_input_errors():
     online.make_params(np.asarray(preferences.total_order(4)))
   with pytest.raises(PrefjaxError, match="behaviour"):
     online.make_params(np.asarray(preferences.total_order(3)), behaviour=[0.5, 0.5, 0.5])
+
+
+def test_batch_counts_follow_the_multinomial_law():
+  counter = bandit.BatchCounts.build(3, 9)
+  assert counter.counts.shape == (55, 3) and np.all(counter.counts.sum(1) == 9)
+  n = 400_000
+  bits = jax.random.bits(jax.random.PRNGKey(4), (n,), jnp.uint32)
+  counts = np.asarray(counter.sample(bits))
+  # Marginal of each row: Binomial(9, 1/3); compare the frequencies of its values with 5 standard errors.
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  for row in range(3):
+    freq = np.bincount(counts[:, row], minlength=10) / n
+    pmf = stats.binom.pmf(np.arange(10), 9, 1 / 3)
+    assert np.all(np.abs(freq - pmf) < 5 * np.sqrt(pmf * (1 - pmf) / n) + 1e-9)
+  # Joint law: the probability of the count vector (3, 3, 3) is 9!/(3!)^3 / 3^9.
+  p333 = 1680 / 3**9
+  f333 = np.mean(np.all(counts == 3, axis=1))
+  assert abs(f333 - p333) < 5 * np.sqrt(p333 * (1 - p333) / n)
+  # Too many outcomes: no count sampler.
+  assert bandit.BatchCounts.build(100, 9) is None

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from prefjax import objectives
+from prefjax.envs import bandit
 from prefjax.errors import PrefjaxError
 from prefjax.games import tabular
 
@@ -32,6 +33,9 @@ class TrainConfig:
     optimizer: key of `OPTIMIZERS` (the learning rate is applied outside it, so it can be swept).
     objective_kwargs: static keyword arguments of the objective (divergence, length_normalize, alpha, ...),
       as a tuple of (key, value) pairs so the config stays hashable.
+    count_batches: on a small fixed dataset with a per-example objective, draw each batch as the counts of
+      every row (`prefjax.envs.bandit.BatchCounts`: the same distribution as sampling B rows with
+      replacement, for one random word per step instead of B) and weight the rows' losses by them.
   """
   objective: Any = "ipo"
   num_steps: int = 1000
@@ -39,6 +43,7 @@ class TrainConfig:
   record_every: int = 100
   optimizer: str = "adam"
   objective_kwargs: tuple = ()
+  count_batches: bool = True
 
 
 class HParams(NamedTuple):
@@ -99,7 +104,8 @@ def make_train(config, env):
   objective_kwargs = dict(config.objective_kwargs)
   num_records = config.num_steps // config.record_every
 
-  def batch_loss(logits, pairs, ref_logits, hparams):
+  def batch_loss(logits, pairs, weights, ref_logits, hparams):
+    """Σ_i weights_i ℓ_i over the pairs `[B]` (weights 1/B for a sampled batch)."""
     logp = jax.nn.log_softmax(logits, axis=-1)
     ref_logp = jax.nn.log_softmax(ref_logits, axis=-1)
     ones = jnp.ones(pairs.chosen.shape, jnp.float32)  # A bandit action is one token.
@@ -109,34 +115,64 @@ def make_train(config, env):
         ref_logp[pairs.context, pairs.chosen], ref_logp[pairs.context, pairs.rejected],
         beta=hparams.beta, label_smoothing=hparams.label_smoothing,
         chosen_lengths=ones, rejected_lengths=ones, **objective_kwargs)
-    return jnp.mean(losses)
+    return jnp.sum(weights * losses)
 
   grad_fn = jax.value_and_grad(batch_loss)
+
+  def apply(state, loss_and_grads, hparams):
+    loss, grads = loss_and_grads
+    updates, opt_state = transform.update(grads, state.opt_state, state.logits)
+    return TrainState(state.logits - hparams.lr * updates, opt_state), loss
 
   def train(key, hparams, env_params, ref_logits):
     ref_logits = jnp.asarray(ref_logits, jnp.float32)
     key_init, key_steps = jax.random.split(key)
     state = TrainState(logits=ref_logits, opt_state=transform.init(ref_logits))
+    uniform = jnp.full((config.batch_size,), 1.0 / config.batch_size)
+    counter = _batch_counter(config, env, env_params)
 
-    def step(state, t):
-      pairs = env.sample(jax.random.fold_in(key_steps, t), env_params, config.batch_size)
-      loss, grads = grad_fn(state.logits, pairs, ref_logits, hparams)
-      updates, opt_state = transform.update(grads, state.opt_state, state.logits)
-      return TrainState(state.logits - hparams.lr * updates, opt_state), loss
+    if counter is None:  # Materialise each sampled batch.
+      def step(state, t):
+        pairs = env.sample(jax.random.fold_in(key_steps, t), env_params, config.batch_size)
+        return apply(state, grad_fn(state.logits, pairs, uniform, ref_logits, hparams), hparams)
+
+      def chunk_inputs(r):
+        return r * config.record_every + jnp.arange(config.record_every)
+    else:  # Weight every dataset row by its count in the batch: one random word per step.
+      rows = env.rows(env_params)
+
+      def step(state, bits):
+        weights = counter.sample(bits).astype(jnp.float32) / config.batch_size
+        return apply(state, grad_fn(state.logits, rows, weights, ref_logits, hparams), hparams)
+
+      def chunk_inputs(r):
+        return jax.random.bits(jax.random.fold_in(key_steps, r), (config.record_every,), jnp.uint32)
 
     def record(state, r):
-      ts = r * config.record_every + jnp.arange(config.record_every)
-      state, losses = jax.lax.scan(step, state, ts)
+      state, losses = jax.lax.scan(step, state, chunk_inputs(r))
       return state, _snapshot(state.logits, ref_logits, (r + 1) * config.record_every, jnp.mean(losses))
 
     init_pairs = env.sample(key_init, env_params, config.batch_size)
-    init_loss = batch_loss(ref_logits, init_pairs, ref_logits, hparams)
+    init_loss = batch_loss(ref_logits, init_pairs, uniform, ref_logits, hparams)
     first = _snapshot(ref_logits, ref_logits, 0, init_loss)
     state, rest = jax.lax.scan(record, state, jnp.arange(num_records))
     metrics = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
     return state, metrics
 
   return train
+
+
+def _batch_counter(config, env, env_params):
+  """The exact count sampler when batches of a small fixed dataset can be drawn as counts, else None.
+
+  Needs a per-example objective (AOT's sort couples the batch) and a `PairDataset` whose batches have at most
+  `BatchCounts.build`'s number of distinct count vectors; `config.count_batches=False` turns it off.
+  """
+  if not (config.count_batches and isinstance(env, bandit.PairDataset)):
+    return None
+  if objectives.is_batch_coupled(config.objective):
+    return None
+  return bandit.BatchCounts.build(env_params.chosen.shape[0], config.batch_size)
 
 
 def _snapshot(logits, ref_logits, step, loss):

@@ -13,6 +13,7 @@ features. The environment objects are immutable and hold only static sizes; the 
 a params NamedTuple, so runs vmap over instances as well as seeds (DESIGN.md §3).
 """
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -84,6 +85,55 @@ class PairDataset:
     """Draws `batch_size` rows uniformly with replacement. Returns `Pairs` with `[batch_size]` arrays."""
     idx = jax.random.randint(key, (batch_size,), 0, params.chosen.shape[0])
     return Pairs(params.context[idx], params.chosen[idx], params.rejected[idx])
+
+  def rows(self, params):
+    """Every row of the dataset as `Pairs` `[M]` (for count-weighted batches, see `BatchCounts`)."""
+    return Pairs(params.context, params.chosen, params.rejected)
+
+
+class BatchCounts(NamedTuple):
+  """Exact sampler of how often each of M rows appears in a batch of B drawn uniformly with replacement.
+
+  A per-example loss averaged over such a batch depends on the batch only through these counts, which follow
+  Multinomial(B; 1/M, …, 1/M). Enumerating the C = binom(B + M − 1, M − 1) possible count vectors and
+  inverting their cumulative distribution with one uniform 32-bit word draws a batch for the price of one
+  random number instead of B (random-number generation dominates small bandit runs on CPU). Each outcome's
+  probability is off by at most 2⁻³² from the multinomial law.
+
+  Attributes:
+    counts: `[C, M]` int32, every count vector.
+    thresholds: `[C − 1]` uint32, round(2³² · CDF) of the outcomes in the order of `counts`.
+  """
+  counts: np.ndarray
+  thresholds: np.ndarray
+
+  @classmethod
+  def build(cls, num_rows, batch_size, max_outcomes=256):
+    """The sampler for M = `num_rows`, B = `batch_size`; None when there are more than `max_outcomes`."""
+    if math.comb(batch_size + num_rows - 1, num_rows - 1) > max_outcomes:
+      return None
+    counts = np.asarray(list(_compositions(batch_size, num_rows)), np.int64)
+    log_pmf = (math.lgamma(batch_size + 1) - np.sum([[math.lgamma(c + 1) for c in row] for row in counts], 1)
+               - batch_size * math.log(num_rows))
+    cdf = np.cumsum(np.exp(log_pmf))
+    thresholds = np.minimum(np.round(cdf[:-1] / cdf[-1] * 2.0**32), 2.0**32 - 1).astype(np.uint32)
+    return cls(counts=counts.astype(np.int32), thresholds=thresholds)
+
+  def sample(self, bits):
+    """Count vectors `[..., M]` (int32) for uniform uint32 words `bits` `[...]`."""
+    thresholds = jnp.asarray(self.thresholds).reshape((1,) * jnp.ndim(bits) + (-1,))
+    outcome = jnp.sum(bits[..., None] >= thresholds, axis=-1)
+    return jnp.asarray(self.counts)[outcome]
+
+
+def _compositions(total, parts):
+  """Every tuple of `parts` non-negative integers summing to `total` (lexicographic order)."""
+  if parts == 1:
+    yield (total,)
+    return
+  for first in range(total + 1):
+    for rest in _compositions(total - first, parts - 1):
+      yield (first,) + rest
 
 
 class PreferenceBandit:

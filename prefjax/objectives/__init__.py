@@ -15,6 +15,7 @@ from prefjax.objectives.pairwise import PairwiseInputs
 from prefjax.objectives.pairwise import PairwiseMetrics
 from prefjax.objectives.pairwise import PairwiseObjective
 from prefjax.objectives.pairwise import SmoothingRange
+from prefjax.objectives.pairwise import is_batch_coupled
 from prefjax.objectives.pairwise import list_objectives
 from prefjax.objectives.pairwise import pairwise_loss
 from prefjax.objectives.pairwise import pairwise_loss_and_metrics
@@ -31,6 +32,7 @@ __all__ = [
     "Registry",
     "SmoothingRange",
     "divergence_score",
+    "is_batch_coupled",
     "list_divergences",
     "list_objectives",
     "pairwise_loss",

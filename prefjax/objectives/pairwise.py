@@ -396,6 +396,8 @@ class PairwiseObjective:
     length_normalize: "switch" (follows `length_normalize`), "always" (sigmoid_norm) or "never" (the
       objective does its own normalisation, e.g. sft, or none).
     requires_chosen_lengths: whether `chosen_lengths` must be given whatever the switches (sft).
+    batch_coupled: whether an example's loss depends on the rest of the batch (AOT's sort). Per-example
+      objectives let a trainer weight examples by counts instead of materialising a sampled batch.
     doc: a one-line description (the formula).
   """
   fn: Callable[[PairwiseInputs, PairwiseHParams], jax.Array]
@@ -403,6 +405,7 @@ class PairwiseObjective:
   divergence: bool = False
   length_normalize: str = "switch"
   requires_chosen_lengths: bool = False
+  batch_coupled: bool = False
   doc: str = ""
 
   def __post_init__(self):
@@ -446,9 +449,11 @@ _entry("bco_pair", lambda x, h: bco_pair_loss(x.chosen, x.rejected, h.beta),
 _entry("sppo_hard", lambda x, h: sppo_hard_loss(x.chosen, x.rejected, h.beta),
        doc="(ρ_w − 1/(2β))² + (ρ_l + 1/(2β))²")
 _entry("aot", lambda x, h: aot_loss(x.policy_margins, x.ref_margins, h.beta, h.label_smoothing),
-       label_smoothing=_HALF, doc="smoothed logistic of sort(policy margins) − sort(ref margins)")
+       label_smoothing=_HALF, batch_coupled=True,
+       doc="smoothed logistic of sort(policy margins) − sort(ref margins)")
 _entry("aot_unpaired", lambda x, h: aot_unpaired_loss(x.chosen, x.rejected, h.beta, h.label_smoothing),
-       label_smoothing=_HALF, divergence=True, doc="smoothed logistic of sort(s_w) − sort(s_l)")
+       label_smoothing=_HALF, divergence=True, batch_coupled=True,
+       doc="smoothed logistic of sort(s_w) − sort(s_l)")
 _entry("apo_zero", lambda x, h: apo_zero_loss(x.chosen, x.rejected, h.beta),
        doc="1 − σ(βρ_w) + σ(βρ_l)")
 _entry("apo_down", lambda x, h: apo_down_loss(x.chosen, x.rejected, h.beta),
@@ -467,7 +472,7 @@ PAIRWISE_REGISTRY.alias("aot_pair", "aot_unpaired")  # TRL's name; see the modul
 
 
 def register_pairwise(name, fn, *, label_smoothing=None, divergence=False, length_normalize="switch",
-                      requires_chosen_lengths=False, overwrite=False):
+                      requires_chosen_lengths=False, batch_coupled=False, overwrite=False):
   """Registers a user objective so that `pairwise_loss(name, ...)` (and combinations) can use it.
 
   Args:
@@ -478,6 +483,7 @@ def register_pairwise(name, fn, *, label_smoothing=None, divergence=False, lengt
     divergence: whether the f-divergence switch applies to `fn`'s inputs.
     length_normalize: "switch", "always" or "never" (see `PairwiseObjective`).
     requires_chosen_lengths: whether `chosen_lengths` is always required.
+    batch_coupled: whether an example's loss depends on other examples of the batch (e.g. a sort).
     overwrite: replace an existing objective of that name.
 
   Returns:
@@ -486,8 +492,13 @@ def register_pairwise(name, fn, *, label_smoothing=None, divergence=False, lengt
   if not isinstance(fn, PairwiseObjective):
     fn = PairwiseObjective(fn, label_smoothing=label_smoothing, divergence=divergence,
                            length_normalize=length_normalize,
-                           requires_chosen_lengths=requires_chosen_lengths)
+                           requires_chosen_lengths=requires_chosen_lengths, batch_coupled=batch_coupled)
   return PAIRWISE_REGISTRY.register(name, fn, overwrite=overwrite)
+
+
+def is_batch_coupled(name):
+  """Whether objective `name` (or any component of a combination) couples the examples of a batch."""
+  return any(objective.batch_coupled for _, objective, _ in _parse_name(name))
 
 
 def list_objectives():
