@@ -1,0 +1,227 @@
+"""Sequence log-probabilities from next-token logits: the target shift and the masks live here only.
+
+Alignment convention (one place for it): `logits_BxLxV[:, t]` is the model's distribution over
+`tokens_BxL[:, t + 1]`. Per-token log-probs are returned aligned with the tokens they score, so
+`token_logps_BxL[:, t] = log p(tokens[t] | tokens[<t])` for t ≥ 1 and 0 at t = 0 (nothing predicts the
+first token). Masks are therefore token masks: `loss_mask_BxL[:, t] = 1` marks token t as a response
+token to score (prompt and padding are 0; position 0 can never be scored).
+
+Everything is computed in at least float32 (bfloat16/float16 logits are upcast; float64 stays float64),
+whatever the compute dtype of the model (DESIGN.md §4.10).
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from prefjax.errors import PrefjaxError
+
+
+class SequenceLogps(NamedTuple):
+  """Per-sequence log-probs and the number of scored tokens."""
+  logps: jax.Array  # [B] float32
+  counts: jax.Array  # [B] int32
+
+
+def _is_concrete(*xs):
+  return not any(isinstance(x, jax.core.Tracer) for x in xs)
+
+
+def _float_dtype(x):
+  """float32, or float64 when the input already is (so float64 oracles keep their precision)."""
+  dt = jnp.asarray(x).dtype
+  return jnp.promote_types(dt if jnp.issubdtype(dt, jnp.floating) else jnp.float32, jnp.float32)
+
+
+def token_logps(logits_BxLxV, tokens_BxL):
+  """Per-token log-probs aligned with the tokens: out[:, t] = log softmax(logits[:, t − 1])[tokens[:, t]].
+
+  Args:
+    logits_BxLxV: next-token logits (any float dtype; upcast to float32).
+    tokens_BxL: int token ids.
+
+  Returns:
+    `[B, L]` float32 (float64 for float64 logits); column 0 is 0.
+  """
+  logits_BxLxV, tokens_BxL = _check_logits_tokens("token_logps", logits_BxLxV, tokens_BxL)
+  pred_BxMxV = logits_BxLxV[:, :-1].astype(_float_dtype(logits_BxLxV))  # M = L − 1 predictions
+  target_BxM = tokens_BxL[:, 1:]
+  lse_BxM = jax.nn.logsumexp(pred_BxMxV, axis=-1)
+  picked_BxM = jnp.take_along_axis(pred_BxMxV, target_BxM[:, :, None], axis=-1)[:, :, 0]
+  return jnp.pad(picked_BxM - lse_BxM, ((0, 0), (1, 0)))
+
+
+def _check_logits_tokens(fn, logits_BxLxV, tokens_BxL):
+  logits_BxLxV = jnp.asarray(logits_BxLxV)
+  tokens_BxL = jnp.asarray(tokens_BxL)
+  if logits_BxLxV.ndim != 3:
+    raise PrefjaxError(f"{fn}: logits must be [batch, length, vocab], got shape {logits_BxLxV.shape}")
+  if tokens_BxL.shape != logits_BxLxV.shape[:2]:
+    raise PrefjaxError(f"{fn}: tokens shape {tokens_BxL.shape} does not match logits shape "
+                       f"{logits_BxLxV.shape[:2]} (batch, length)")
+  if not jnp.issubdtype(tokens_BxL.dtype, jnp.integer):
+    raise PrefjaxError(f"{fn}: tokens must be integers, got dtype {tokens_BxL.dtype}")
+  if _is_concrete(tokens_BxL) and tokens_BxL.size:
+    v = logits_BxLxV.shape[-1]
+    lo, hi = int(np.min(np.asarray(tokens_BxL))), int(np.max(np.asarray(tokens_BxL)))
+    if lo < 0 or hi >= v:
+      raise PrefjaxError(f"{fn}: token ids must be in [0, vocab={v}), got values in [{lo}, {hi}]")
+  return logits_BxLxV, tokens_BxL
+
+
+def _check_mask(fn, name, mask_BxL, shape):
+  mask_BxL = jnp.asarray(mask_BxL)
+  if mask_BxL.shape != shape:
+    raise PrefjaxError(f"{fn}: {name} shape {mask_BxL.shape} != tokens shape {shape}")
+  if _is_concrete(mask_BxL) and mask_BxL.size:
+    m = np.asarray(mask_BxL)
+    if not np.all((m == 0) | (m == 1)):
+      raise PrefjaxError(f"{fn}: {name} must contain only 0/1 (or booleans)")
+    if m[:, 0].any():
+      raise PrefjaxError(f"{fn}: {name}[:, 0] must be 0: the first token has no prediction "
+                         f"(prompts are at least one token long)")
+    empty = np.flatnonzero(m.sum(axis=1) == 0)
+    if empty.size:
+      raise PrefjaxError(f"{fn}: {name} selects no token in rows {empty.tolist()} "
+                         f"(empty responses)")
+  # Column 0 has no prediction: drop it so counts always match the summed terms (also under jit).
+  return mask_BxL.astype(jnp.bool_).at[:, 0].set(False)
+
+
+def _reduce_sum(sums_B, counts_B):
+  return sums_B
+
+
+def _reduce_mean(sums_B, counts_B):
+  return sums_B / jnp.maximum(counts_B, 1).astype(sums_B.dtype)
+
+
+# "sum": log π(y|x) = Σ_t log π(y_t | x, y_<t) (DPO 2305.18290, IPO as in the paper);
+# "mean": the token mean (length-normalised, as in SimPO 2405.14734 and TRL's IPO).
+REDUCTIONS = {"sum": _reduce_sum, "mean": _reduce_mean}
+
+
+def sequence_logps(logits_BxLxV, tokens_BxL, loss_mask_BxL, *, reduction="sum"):
+  """Per-sequence log-probs of the masked (response) tokens.
+
+  logps_b = Σ_{t ≥ 1} m_{b,t} log softmax(logits_{b,t−1})[tokens_{b,t}] for reduction "sum",
+  divided by n_b = Σ_{t ≥ 1} m_{b,t} for "mean".
+
+  Args:
+    logits_BxLxV: next-token logits (bfloat16 is upcast; the result is float32).
+    tokens_BxL: int token ids.
+    loss_mask_BxL: 1 (True) for response tokens to score; prompt and padding 0; column 0 must be 0.
+      Rows with no scored token are rejected when the mask is concrete (under jit they give 0).
+    reduction: one of `REDUCTIONS` ("sum", "mean").
+
+  Returns:
+    `SequenceLogps(logps [B] float32, counts [B] int32)`.
+  """
+  if reduction not in REDUCTIONS:
+    raise PrefjaxError(f"sequence_logps: unknown reduction {reduction!r}; known: {sorted(REDUCTIONS)}")
+  logits_BxLxV, tokens_BxL = _check_logits_tokens("sequence_logps", logits_BxLxV, tokens_BxL)
+  mask_BxL = _check_mask("sequence_logps", "loss_mask", loss_mask_BxL, tokens_BxL.shape)
+  logp_BxL = token_logps(logits_BxLxV, tokens_BxL)
+  sums_B = jnp.sum(jnp.where(mask_BxL, logp_BxL, 0.0), axis=1)
+  counts_B = jnp.sum(mask_BxL, axis=1, dtype=jnp.int32)
+  return SequenceLogps(REDUCTIONS[reduction](sums_B, counts_B), counts_B)
+
+
+def ld_logps(chosen_token_logps_BxL, chosen_mask_BxL, rejected_token_logps_BxL, rejected_mask_BxL,
+             *, alpha):
+  """LD-DPO length-desensitised sequence log-probs (Liu et al. 2409.06411, §4).
+
+  With l_w, l_l the response lengths of the pair and the public length l_p = min(l_w, l_l), LD-DPO
+  replaces the likelihood of each response y by
+
+    π̂(y|x) = Π_{i ≤ l_p} π(y_i | x, y_<i) · (Π_{i > l_p} π(y_i | x, y_<i))^α,
+
+  i.e. log π̂(y|x) = Σ_{i ≤ l_p} log π(y_i|·) + α Σ_{i > l_p} log π(y_i|·): the part of the longer
+  response beyond the shorter one's length is down-weighted by α ∈ [0, 1] (α = 1 is plain DPO;
+  the shorter response is unchanged). i counts response tokens (the positions where the mask is 1),
+  so the masks need not start at the same column. The paper's LD-DPO loss is DPO with π̂ in place of
+  π for both the policy and the reference; call this function on each (LLaMA-Factory does both;
+  TRL's `ld_alpha` reweights only the policy).
+
+  Args:
+    chosen_token_logps_BxL: per-token log-probs of the chosen sequences (`token_logps` layout).
+    chosen_mask_BxL: response-token mask of the chosen sequences (column 0 ignored).
+    rejected_token_logps_BxL: per-token log-probs of the rejected sequences; its length may differ.
+    rejected_mask_BxL: response-token mask of the rejected sequences.
+    alpha: weight α ∈ [0, 1] of the tokens beyond the public length (scalar or `[B]`).
+
+  Returns:
+    `(chosen_logps [B], rejected_logps [B])` float32.
+  """
+  chosen_token_logps_BxL = jnp.asarray(chosen_token_logps_BxL)
+  chosen_token_logps_BxL = chosen_token_logps_BxL.astype(_float_dtype(chosen_token_logps_BxL))
+  rejected_token_logps_BxL = jnp.asarray(rejected_token_logps_BxL)
+  rejected_token_logps_BxL = rejected_token_logps_BxL.astype(_float_dtype(rejected_token_logps_BxL))
+  for name, x in (("chosen_token_logps", chosen_token_logps_BxL),
+                  ("rejected_token_logps", rejected_token_logps_BxL)):
+    if x.ndim != 2:
+      raise PrefjaxError(f"ld_logps: {name} must be [batch, length], got shape {x.shape}")
+  if chosen_token_logps_BxL.shape[0] != rejected_token_logps_BxL.shape[0]:
+    raise PrefjaxError(f"ld_logps: chosen and rejected batch sizes differ: "
+                       f"{chosen_token_logps_BxL.shape[0]} vs {rejected_token_logps_BxL.shape[0]}")
+  mask_w_BxL = _check_mask("ld_logps", "chosen_mask", chosen_mask_BxL, chosen_token_logps_BxL.shape)
+  mask_l_BxL = _check_mask("ld_logps", "rejected_mask", rejected_mask_BxL,
+                           rejected_token_logps_BxL.shape)
+  alpha = jnp.asarray(alpha, chosen_token_logps_BxL.dtype)
+  if alpha.ndim > 1 or (alpha.ndim == 1 and alpha.shape[0] != chosen_token_logps_BxL.shape[0]):
+    raise PrefjaxError(f"ld_logps: alpha must be a scalar or [batch], got shape {alpha.shape}")
+  if _is_concrete(alpha):
+    a = np.asarray(alpha)
+    if not np.all((a >= 0) & (a <= 1)):
+      raise PrefjaxError(f"ld_logps: alpha must lie in [0, 1], got {a}")
+  alpha_B = jnp.broadcast_to(alpha, chosen_token_logps_BxL.shape[:1])
+  public_B = jnp.minimum(jnp.sum(mask_w_BxL, axis=1, dtype=jnp.int32),
+                         jnp.sum(mask_l_BxL, axis=1, dtype=jnp.int32))
+
+  def weighted(logp_BxL, mask_BxL):
+    rank_BxL = jnp.cumsum(mask_BxL, axis=1, dtype=jnp.int32)  # 1-based index among response tokens
+    weight_BxL = jnp.where(rank_BxL <= public_B[:, None], 1.0, alpha_B[:, None])
+    return jnp.sum(jnp.where(mask_BxL, weight_BxL * logp_BxL, 0.0), axis=1)
+
+  return (weighted(chosen_token_logps_BxL, mask_w_BxL),
+          weighted(rejected_token_logps_BxL, mask_l_BxL))
+
+
+def _logits(apply_fn, params, tokens_BxL, attention_mask_BxL):
+  if attention_mask_BxL is None:
+    return apply_fn(params, tokens_BxL)
+  return apply_fn(params, tokens_BxL, attention_mask_BxT=attention_mask_BxL)
+
+
+def policy_token_logps(apply_fn, params, tokens_BxL, attention_mask_BxL=None):
+  """Per-token log-probs (`token_logps` layout) of a model: `apply_fn(params, tokens, attention_mask_BxT=)`."""
+  return token_logps(_logits(apply_fn, params, tokens_BxL, attention_mask_BxL), tokens_BxL)
+
+
+def policy_logps(apply_fn, params, tokens_BxL, loss_mask_BxL, attention_mask_BxL=None, *,
+                 reduction="sum"):
+  """Sequence log-probs of a model on a batch: `sequence_logps(apply_fn(params, tokens, ...), ...)`.
+
+  Args:
+    apply_fn: `Transformer(config).apply` or any function `(params, tokens_BxL,
+      attention_mask_BxT=mask) -> logits_BxLxV`.
+    params: the model's variables.
+    tokens_BxL: prompt + response token ids, padded.
+    loss_mask_BxL: 1 for response tokens (see `sequence_logps`); must be 0 wherever
+      `attention_mask_BxL` is 0.
+    attention_mask_BxL: optional, 1 for real tokens, 0 for padding.
+    reduction: "sum" or "mean".
+
+  Returns:
+    `SequenceLogps(logps [B] float32, counts [B] int32)`.
+  """
+  if attention_mask_BxL is not None:
+    loss = jnp.asarray(loss_mask_BxL)
+    attn = jnp.asarray(attention_mask_BxL)
+    if loss.shape == attn.shape and _is_concrete(loss, attn) and np.any(
+        (np.asarray(loss) != 0) & (np.asarray(attn) == 0)):
+      raise PrefjaxError("policy_logps: loss_mask selects padding tokens (attention_mask is 0 there)")
+  logits_BxLxV = _logits(apply_fn, params, tokens_BxL, attention_mask_BxL)
+  return sequence_logps(logits_BxLxV, tokens_BxL, loss_mask_BxL, reduction=reduction)
