@@ -27,4 +27,5 @@ def get_config(arg=None):
   if arg.quick:  # For tests and notebooks: same maths, fewer steps and seeds.
     c.num_steps = 3_000
     c.num_seeds = 3
+    c.fast_compile = True
   return c

@@ -98,26 +98,26 @@ def run_bandit_sweep(config, workdir):
   arrays, runs = {"betas": betas}, []
   t_start = time.time()
   sources = list(_sources(config))
-  total = len(sources) * len(config.objectives)
-  done = 0
-  for source, env, env_params, pairs, P, behaviour in sources:
+  settings = [_objective_settings(config, label) for label in config.objectives]
+  for i, (source, env, env_params, pairs, P, behaviour) in enumerate(sources):
+    t0 = time.time()
     optima = [_optima(config, float(b), pairs, P, behaviour) for b in betas]
-    for label in config.objectives:
-      t0 = time.time()
-      objective, label_smoothing, kwargs = _objective_settings(config, label)
-      train_config = train_lib.TrainConfig(
-          objective=objective, num_steps=config.num_steps, batch_size=config.batch_size,
-          record_every=config.record_every, optimizer=config.optimizer, objective_kwargs=kwargs)
-      train = train_lib.make_train(train_config, env)
-      hparams = train_lib.make_hparams(betas, config.lr, label_smoothing)
-      _, metrics = train_lib.make_sweep(train)(keys, hparams, env_params, ref_logits)
+    trains = [train_lib.make_train(train_lib.TrainConfig(
+        objective=objective, num_steps=config.num_steps, batch_size=config.batch_size,
+        record_every=config.record_every, optimizer=config.optimizer, objective_kwargs=kwargs), env)
+              for objective, _, kwargs in settings]
+    hparams = [train_lib.make_hparams(betas, config.lr, label_smoothing) for _, label_smoothing, _ in settings]
+    # Every objective of this source in one compiled program.
+    sweep = train_lib.make_sweep(trains, fast_compile=config.fast_compile)
+    outputs = sweep(keys, hparams, env_params, ref_logits)
+    for label, (objective, label_smoothing, kwargs), (_, metrics) in zip(config.objectives, settings, outputs):
       policy = np.asarray(metrics.policy[:, :, :, 0, :])  # [H, S, R, N] (one context).
       kl = np.asarray(metrics.kl)
+      loss = np.asarray(metrics.loss)
       steps = np.asarray(metrics.step[0, 0])
       arrays["steps"] = steps
       arrays[f"{source}__{label}__policy"] = policy
       arrays[f"{source}__{label}__kl"] = kl
-      loss = np.asarray(metrics.loss)
       for h in range(len(betas)):
         for r, step in enumerate(steps):
           wd.append_metrics({"source": source, "objective": label, "beta": float(config.betas[h]),
@@ -125,9 +125,9 @@ def run_bandit_sweep(config, workdir):
                              "kl": float(kl[h, :, r].mean()), "policy": policy[h, :, r].mean(0)})
         runs.append(_summarise(source, label, objective, float(config.betas[h]), policy[h], kl[h, :, -1],
                                optima[h], label_smoothing, kwargs, config.tail_fraction))
-      wd.write_arrays(arrays)
-      done += 1
-      print(f"[{done}/{total}] {source:>13s} {label:<14s} {time.time() - t0:6.1f}s", flush=True)
+    wd.write_arrays(arrays)
+    print(f"[{i + 1}/{len(sources)}] {source}: {len(config.objectives)} objective(s) x {len(betas)} beta(s) x "
+          f"{config.num_seeds} seed(s) x {config.num_steps} steps in {time.time() - t0:.1f}s", flush=True)
   summary = {"experiment": config.name, "num_seeds": config.num_seeds, "num_steps": config.num_steps,
              "seconds": time.time() - t_start, "runs": runs}
   wd.write_summary(summary)

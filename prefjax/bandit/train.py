@@ -62,7 +62,7 @@ class Metrics(NamedTuple):
   """Recorded every `record_every` steps, plus step 0: a leading axis of size num_steps/record_every + 1."""
   step: jax.Array  # [R] optimiser steps taken.
   policy: jax.Array  # [R, X, N] π(y | x).
-  loss: jax.Array  # [R] mean batch loss over the steps since the last record (step 0: loss at init).
+  loss: jax.Array  # [R] mean batch loss over the steps since the last record (step 0: first batch at init).
   kl: jax.Array  # [R] KL(π ‖ π_ref) averaged over contexts.
 
 
@@ -126,14 +126,14 @@ def make_train(config, env):
 
   def train(key, hparams, env_params, ref_logits):
     ref_logits = jnp.asarray(ref_logits, jnp.float32)
-    key_init, key_steps = jax.random.split(key)
     state = TrainState(logits=ref_logits, opt_state=transform.init(ref_logits))
-    uniform = jnp.full((config.batch_size,), 1.0 / config.batch_size)
     counter = _batch_counter(config, env, env_params)
 
     if counter is None:  # Materialise each sampled batch.
+      uniform = jnp.full((config.batch_size,), 1.0 / config.batch_size)
+
       def step(state, t):
-        pairs = env.sample(jax.random.fold_in(key_steps, t), env_params, config.batch_size)
+        pairs = env.sample(jax.random.fold_in(key, t), env_params, config.batch_size)
         return apply(state, grad_fn(state.logits, pairs, uniform, ref_logits, hparams), hparams)
 
       def chunk_inputs(r):
@@ -146,16 +146,17 @@ def make_train(config, env):
         return apply(state, grad_fn(state.logits, rows, weights, ref_logits, hparams), hparams)
 
       def chunk_inputs(r):
-        return jax.random.bits(jax.random.fold_in(key_steps, r), (config.record_every,), jnp.uint32)
+        return jax.random.bits(jax.random.fold_in(key, r), (config.record_every,), jnp.uint32)
 
     def record(state, r):
       state, losses = jax.lax.scan(step, state, chunk_inputs(r))
-      return state, _snapshot(state.logits, ref_logits, (r + 1) * config.record_every, jnp.mean(losses))
+      snapshot = _snapshot(state.logits, ref_logits, (r + 1) * config.record_every, jnp.mean(losses))
+      return state, (snapshot, losses[0])
 
-    init_pairs = env.sample(key_init, env_params, config.batch_size)
-    init_loss = batch_loss(ref_logits, init_pairs, uniform, ref_logits, hparams)
-    first = _snapshot(ref_logits, ref_logits, 0, init_loss)
-    state, rest = jax.lax.scan(record, state, jnp.arange(num_records))
+    init_state = state
+    state, (rest, first_losses) = jax.lax.scan(record, state, jnp.arange(num_records))
+    # Step 0: the initial policy, with the loss of the first batch before any update.
+    first = _snapshot(init_state.logits, ref_logits, 0, first_losses[0])
     metrics = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
     return state, metrics
 
@@ -188,12 +189,40 @@ def _check_objective(config):
                            rejected_lengths=one + 1, **dict(config.objective_kwargs))
 
 
-def make_sweep(train):
+def make_sweep(train, fast_compile=False):
   """Returns a jitted `sweep(keys, hparams, env_params, ref_logits)` over hyper-parameters × seeds.
 
   `keys` is `[S]` PRNG keys (one per seed), `hparams` an `HParams` with a leading axis `[H]`; env params and
   reference logits are shared. The result `(TrainState, Metrics)` has leading axes `[H, S]`: one jitted call
   runs every setting and seed (`jit(vmap(vmap(train)))`, DESIGN.md §3).
+
+  `train` may also be a list of train functions (several objectives on the same env); then `hparams` is a
+  list with one `HParams` per function and the result a list of `(TrainState, Metrics)`. All of them are
+  compiled as one XLA program, which compiles several times faster than one program per objective.
+
+  Args:
+    train: from `make_train`, or a list of them.
+    fast_compile: compile with XLA's backend optimisation level 0 — about twice as fast to compile and
+      several times slower to run; for short runs (tests, `:quick` variants) whose time is compilation.
   """
-  over_seeds = jax.vmap(train, in_axes=(0, None, None, None))
-  return jax.jit(jax.vmap(over_seeds, in_axes=(None, 0, None, None)))
+
+  def over_grid(fn):
+    return jax.vmap(jax.vmap(fn, in_axes=(0, None, None, None)), in_axes=(None, 0, None, None))
+
+  if callable(train):
+    sweep = jax.jit(over_grid(train))
+  else:
+    grids = [over_grid(fn) for fn in train]
+
+    def run_all(keys, hparams, env_params, ref_logits):
+      return [grid(keys, hp, env_params, ref_logits) for grid, hp in zip(grids, hparams)]
+
+    sweep = jax.jit(run_all)
+  if not fast_compile:
+    return sweep
+
+  def compile_and_run(*args):
+    compiled = sweep.lower(*args).compile(compiler_options={"xla_backend_optimization_level": 0})
+    return compiled(*args)
+
+  return compile_and_run
