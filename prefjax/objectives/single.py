@@ -1,0 +1,340 @@
+"""Single-response, binary-feedback, cross-prompt and unlikelihood objectives (THEORY.md §2, second list).
+
+- DRO (Richemond et al. 2405.19107): single-trajectory data (x, y, r), a policy and a value function,
+  ½ (r − V(x) − τ ℓ_π(y|x))², with optimum π* ∝ π_ref e^{r̄/τ}, V* = τ log E_{π_ref} e^{r̄/τ}.
+- BCO (Jung et al. 2404.04656) for binary (thumbs-up / thumbs-down) feedback on single responses, with the
+  running reward shift δ as state (in / out).
+- JPO (Bansal et al. 2404.00530): the DPO margin across different prompts (x_w, y_w) ≻ (x_l, y_l).
+- Pairwise Cringe (Xu et al. 2312.16682): NLL of the chosen response plus a margin-gated token-level Cringe
+  loss (Adolphs et al. 2211.05826) on the rejected one.
+- SimpleMix (2505.02363): mixing on-policy and off-policy preference pairs, a data-construction helper.
+
+Per-example losses `[B]` (the caller takes the mean) unless stated otherwise.
+"""
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from prefjax.errors import PrefjaxError
+
+
+def _concrete(x):
+  return None if isinstance(x, jax.core.Tracer) else np.asarray(x)
+
+
+def _batch(arrays, names):
+  out = [jnp.asarray(x) for x in arrays]
+  for x, name in zip(out, names):
+    if x.ndim != 1:
+      raise PrefjaxError(f"{name} must be a 1-D array [B], got shape {x.shape}")
+    if x.shape != out[0].shape:
+      raise PrefjaxError(
+          f"{name} has shape {x.shape} but {names[0]} has shape {out[0].shape}: all must be [B]")
+  if out[0].shape[0] == 0:
+    raise PrefjaxError("empty batch: B = 0 examples")
+  dtype = jnp.result_type(*out, float)
+  return [x.astype(dtype) for x in out]
+
+
+def _positive(x, name):
+  if jnp.ndim(x) != 0:
+    raise PrefjaxError(f"{name} must be a scalar, got shape {jnp.shape(x)}")
+  v = _concrete(x)
+  if v is not None and not (np.isfinite(v) and v > 0):
+    raise PrefjaxError(f"{name} must be finite and > 0, got {v}")
+
+
+# ----------------------------------------------------------------------------------------------------
+# DRO.
+# ----------------------------------------------------------------------------------------------------
+
+
+class DROLosses(NamedTuple):
+  """DRO's per-example losses.
+
+  Attributes:
+    policy: `[B]` ½ (r − sg(V) − τ ℓ)², trains the policy (value held fixed).
+    value: `[B]` ½ (r − V − sg(τ ℓ))², trains the value function (policy held fixed).
+    residual: `[B]` r − V − τ ℓ (gradients stopped), zero in expectation at the optimum.
+  """
+  policy: jax.Array
+  value: jax.Array
+  residual: jax.Array
+
+
+def dro_losses(policy_logps, ref_logps, values, rewards, *, tau):
+  """Direct reward optimisation, DRO-V (Richemond et al. 2405.19107): policy and value losses.
+
+  The population objective is L(π, V) = ½ E_{x, y∼μ, r}[(r − V(x) − τ log(π(y|x)/π_ref(y|x)))²]. For a data
+  policy μ with full support its minimiser is π*(y|x) ∝ π_ref(y|x) e^{r̄(x,y)/τ} and
+  V*(x) = τ log E_{π_ref}[e^{r̄(x,y)/τ}] (r̄ = E[r | x, y]), whatever μ is. The two losses returned split the
+  gradient of L into its policy and value parts (their sum has the gradient of the joint loss); the paper
+  trains both networks on them, a positive rescaling of the policy loss (e.g. by 1/τ in the paper's
+  policy gradient) is a learning-rate choice that leaves the optimum unchanged.
+
+  Args:
+    policy_logps: `[B]` log π(y|x).
+    ref_logps: `[B]` log π_ref(y|x).
+    values: `[B]` V(x) of each example's prompt.
+    rewards: `[B]` observed scalar rewards r (single response, no comparison).
+    tau: scalar τ > 0, the KL regularisation.
+
+  Returns:
+    `DROLosses`.
+  """
+  logp, ref, v, r = _batch((policy_logps, ref_logps, values, rewards),
+                           ("policy_logps", "ref_logps", "values", "rewards"))
+  _positive(tau, "tau")
+  reg = tau * (logp - ref)
+  sg = jax.lax.stop_gradient
+  return DROLosses(policy=0.5 * (r - sg(v) - reg) ** 2, value=0.5 * (r - v - sg(reg)) ** 2,
+                   residual=sg(r - v - reg))
+
+
+def dro_optimum(ref_probs, mean_rewards, *, tau):
+  """DRO's closed-form optimum: (π* ∝ π_ref e^{r̄/τ}, V* = τ log Σ_y π_ref(y) e^{r̄(y)/τ}) over the last axis.
+
+  Args:
+    ref_probs: `[..., N]` π_ref(·|x).
+    mean_rewards: `[..., N]` r̄(x, ·).
+    tau: scalar τ > 0.
+
+  Returns:
+    `(pi_star [..., N], v_star [...])`.
+  """
+  logits = jnp.log(ref_probs) + mean_rewards / tau
+  v_star = tau * jax.nn.logsumexp(logits, axis=-1)
+  return jax.nn.softmax(logits, axis=-1), v_star
+
+
+# ----------------------------------------------------------------------------------------------------
+# BCO with binary feedback.
+# ----------------------------------------------------------------------------------------------------
+
+
+class BCOState(NamedTuple):
+  """BCO's running mean δ of the implicit rewards βρ (TRL's RunningMoments mean) and its sample count."""
+  mean: jax.Array
+  count: jax.Array
+
+
+def bco_init(dtype=jnp.float32):
+  """Initial state: δ = 0 with no samples seen."""
+  return BCOState(jnp.zeros((), dtype), jnp.zeros((), dtype))
+
+
+def bco_loss(policy_logps, ref_logps, desirable, state, *, beta):
+  """Binary classifier optimisation (Jung et al. 2404.04656) without the density-ratio weights.
+
+  With implicit rewards r_θ = β ρ = β (log π(y|x) − log π_ref(y|x)) and the reward shift δ:
+
+    loss = −log σ(r_θ − δ) for desirable (thumbs-up) responses,
+    loss = −log σ(−(r_θ − δ)) for undesirable ones.
+
+  δ is the running mean of all implicit rewards seen so far, this batch included (updated first, then
+  used), as in TRL's BCO trainer; it is state, in and out. The paper's underlying-distribution-matching
+  importance weights (a classifier between prompt distributions) are not included: pass per-example
+  weights yourself if you need them.
+
+  Args:
+    policy_logps: `[B]` log π(y|x).
+    ref_logps: `[B]` log π_ref(y|x).
+    desirable: `[B]` booleans (True = thumbs-up).
+    state: `BCOState`.
+    beta: scalar β > 0.
+
+  Returns:
+    `(losses [B], new_state)`.
+  """
+  logp, ref = _batch((policy_logps, ref_logps), ("policy_logps", "ref_logps"))
+  desirable = jnp.asarray(desirable)
+  if desirable.shape != logp.shape or desirable.dtype != jnp.bool_:
+    raise PrefjaxError(
+        f"desirable must be a boolean array of shape {logp.shape}, got {desirable.dtype} {desirable.shape}")
+  _positive(beta, "beta")
+  rewards = beta * (logp - ref)
+  batch = jax.lax.stop_gradient(rewards)
+  count = state.count + batch.shape[0]
+  mean = state.mean + (batch.sum() - batch.shape[0] * state.mean) / count
+  z = rewards - mean
+  losses = jnp.where(desirable, jax.nn.softplus(-z), jax.nn.softplus(z))
+  return losses, BCOState(mean, count)
+
+
+# ----------------------------------------------------------------------------------------------------
+# JPO.
+# ----------------------------------------------------------------------------------------------------
+
+
+def jpo_loss(policy_chosen_logps, ref_chosen_logps, policy_rejected_logps, ref_rejected_logps, *, beta):
+  """Joint preference optimisation (Bansal et al. 2404.00530): DPO across prompts.
+
+  loss = −log σ(β (ℓ(y_w|x_w) − ℓ(y_l|x_l))), ℓ(y|x) = log π(y|x) − log π_ref(y|x), for a preferred
+  instruction–response pair (x_w, y_w) over (x_l, y_l) with possibly different prompts; with x_w = x_l it
+  is DPO. The prompt-normaliser argument of the paper makes the cross-prompt comparison of the joint
+  probabilities π(x, y) = π(y|x) p(x) reduce to these conditional log-ratios.
+
+  Args:
+    policy_chosen_logps: `[B]` log π(y_w|x_w).
+    ref_chosen_logps: `[B]` log π_ref(y_w|x_w).
+    policy_rejected_logps: `[B]` log π(y_l|x_l).
+    ref_rejected_logps: `[B]` log π_ref(y_l|x_l).
+    beta: scalar β > 0.
+
+  Returns:
+    `[B]` losses.
+  """
+  pw, rw, pl, rl = _batch(
+      (policy_chosen_logps, ref_chosen_logps, policy_rejected_logps, ref_rejected_logps),
+      ("policy_chosen_logps", "ref_chosen_logps", "policy_rejected_logps", "ref_rejected_logps"))
+  _positive(beta, "beta")
+  return jax.nn.softplus(-beta * ((pw - rw) - (pl - rl)))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Pairwise Cringe.
+# ----------------------------------------------------------------------------------------------------
+
+
+def cringe_token_losses(logits, tokens, mask, key, *, top_k=5):
+  """The Cringe loss of negative sequences (Adolphs et al. 2211.05826), mean over tokens.
+
+  For each token y_t of a negative sequence, sample a positive token s from the model's top-k predictions
+  at position t with y_t excluded (sampling ∝ softmax of those logits) and contrast the two:
+  −log(e^{z_s} / (e^{z_s} + e^{z_{y_t}})) = softplus(z_{y_t} − z_s). The sampled token is not a target of
+  gradient (it is drawn from stopped logits); the logits of both tokens receive gradients.
+
+  Args:
+    logits: `[B, L, V]` the model's next-token logits aligned with `tokens` (logits[:, t] predicts
+      tokens[:, t]).
+    tokens: `[B, L]` the negative sequence's tokens.
+    mask: `[B, L]` 1 for response tokens, 0 for prompt and padding.
+    key: PRNG key for the top-k sampling.
+    top_k: k ≥ 1 (static), k < V.
+
+  Returns:
+    `[B]` the token-mean Cringe loss of each sequence.
+  """
+  logits = jnp.asarray(logits)
+  tokens = jnp.asarray(tokens)
+  mask = jnp.asarray(mask)
+  if logits.ndim != 3 or tokens.shape != logits.shape[:2] or mask.shape != tokens.shape:
+    raise PrefjaxError(
+        f"cringe needs logits [B, L, V], tokens [B, L], mask [B, L]; got {logits.shape}, {tokens.shape}, "
+        f"{mask.shape}")
+  if not isinstance(top_k, int) or not 1 <= top_k < logits.shape[-1]:
+    raise PrefjaxError(f"top_k must be an integer in [1, V) = [1, {logits.shape[-1]}), got {top_k!r}")
+  negative = jnp.take_along_axis(logits, tokens[..., None], axis=-1)[..., 0]
+  vocab = jnp.arange(logits.shape[-1])
+  excluded = jnp.where(vocab[None, None, :] == tokens[..., None], -jnp.inf, jax.lax.stop_gradient(logits))
+  top_values, top_index = jax.lax.top_k(excluded, top_k)
+  pick = jax.random.categorical(key, top_values, axis=-1)
+  positive_token = jnp.take_along_axis(top_index, pick[..., None], axis=-1)
+  positive = jnp.take_along_axis(logits, positive_token, axis=-1)[..., 0]
+  per_token = jax.nn.softplus(negative - positive)
+  mask = mask.astype(per_token.dtype)
+  return (per_token * mask).sum(-1) / jnp.maximum(mask.sum(-1), 1.0)
+
+
+def pairwise_cringe_loss(policy_chosen_logps, policy_rejected_logps, chosen_lengths, rejected_cringe, *,
+                         alpha=1.0, margin=-10.0, temperature=1.0):
+  """Pairwise Cringe (Xu et al. 2312.16682; equation numbers unverified): NLL(y_w) + α g · Cringe(y_l).
+
+  g = σ((b − (log π(y_w) − log π(y_l))) / T) gates the Cringe term: it is ≈ 1 while the chosen response is
+  not ahead of the rejected one by the margin b, and ≈ 0 once it is. The gate is a constant of the loss
+  (gradients stopped; unverified detail), NLL(y_w) = −log π(y_w)/n_w is the token-mean likelihood loss and
+  Cringe(y_l) comes from `cringe_token_losses` on the rejected sequence.
+
+  Args:
+    policy_chosen_logps: `[B]` summed log π(y_w).
+    policy_rejected_logps: `[B]` summed log π(y_l).
+    chosen_lengths: `[B]` n_w > 0.
+    rejected_cringe: `[B]` Cringe(y_l).
+    alpha: α ≥ 0.
+    margin: b (the paper tunes it; −10 here is an example default).
+    temperature: T > 0.
+
+  Returns:
+    `[B]` losses.
+  """
+  pw, pl, n, cringe = _batch((policy_chosen_logps, policy_rejected_logps, chosen_lengths, rejected_cringe),
+                             ("policy_chosen_logps", "policy_rejected_logps", "chosen_lengths",
+                              "rejected_cringe"))
+  _positive(temperature, "temperature")
+  value = _concrete(n)
+  if value is not None and not np.all(value > 0):
+    raise PrefjaxError("chosen_lengths must be > 0")
+  gate = jax.lax.stop_gradient(jax.nn.sigmoid((margin - (pw - pl)) / temperature))
+  return -pw / n + alpha * gate * cringe
+
+
+# ----------------------------------------------------------------------------------------------------
+# SimpleMix.
+# ----------------------------------------------------------------------------------------------------
+
+
+class MixedPairs(NamedTuple):
+  """A SimpleMix dataset: the mixed pytree of pairs and where each row came from.
+
+  Attributes:
+    pairs: the pytree of `[N, ...]` arrays (on- and off-policy rows shuffled together).
+    on_policy: `[N]` bool, True for rows taken from the on-policy pairs.
+    source_index: `[N]` int, the row's index in its source dataset.
+  """
+  pairs: Any
+  on_policy: jax.Array
+  source_index: jax.Array
+
+
+def _leading(tree, name):
+  leaves = jax.tree_util.tree_leaves(tree)
+  if not leaves:
+    raise PrefjaxError(f"{name} has no arrays")
+  sizes = {jnp.shape(x)[0] if jnp.ndim(x) else None for x in leaves}
+  if len(sizes) != 1 or None in sizes:
+    raise PrefjaxError(f"{name}: every array needs the same leading dimension, got {sorted(map(str, sizes))}")
+  return sizes.pop()
+
+
+def simplemix(key, on_policy_pairs, off_policy_pairs, *, num_pairs, on_policy_fraction=0.5):
+  """SimpleMix (2505.02363): a preference dataset mixing on-policy and off-policy pairs.
+
+  Draws round(f · N) pairs from the on-policy source and N − round(f · N) from the off-policy source,
+  each without replacement, and shuffles them together; f = ½ is the paper's equal mixture. Train any
+  pairwise objective on the result.
+
+  Args:
+    key: PRNG key.
+    on_policy_pairs: pytree of `[N_on, ...]` arrays (pairs sampled from the current policy).
+    off_policy_pairs: pytree with the same structure, `[N_off, ...]` (e.g. an offline dataset).
+    num_pairs: N, the size of the mixed dataset (static).
+    on_policy_fraction: f ∈ [0, 1].
+
+  Returns:
+    `MixedPairs`.
+  """
+  n_on_src = _leading(on_policy_pairs, "on_policy_pairs")
+  n_off_src = _leading(off_policy_pairs, "off_policy_pairs")
+  if jax.tree_util.tree_structure(on_policy_pairs) != jax.tree_util.tree_structure(off_policy_pairs):
+    raise PrefjaxError("on_policy_pairs and off_policy_pairs must have the same pytree structure")
+  if not 0.0 <= on_policy_fraction <= 1.0:
+    raise PrefjaxError(f"on_policy_fraction must lie in [0, 1], got {on_policy_fraction}")
+  n_on = int(round(on_policy_fraction * num_pairs))
+  n_off = num_pairs - n_on
+  if n_on > n_on_src or n_off > n_off_src:
+    raise PrefjaxError(
+        f"simplemix needs {n_on} on-policy and {n_off} off-policy pairs, the sources have {n_on_src} and "
+        f"{n_off_src}")
+  k_on, k_off, k_mix = jax.random.split(key, 3)
+  on_idx = jax.random.permutation(k_on, n_on_src)[:n_on]
+  off_idx = jax.random.permutation(k_off, n_off_src)[:n_off]
+  order = jax.random.permutation(k_mix, num_pairs)
+  mixed = jax.tree_util.tree_map(
+      lambda a, b: jnp.concatenate([jnp.asarray(a)[on_idx], jnp.asarray(b)[off_idx]])[order],
+      on_policy_pairs, off_policy_pairs)
+  on_flag = jnp.concatenate([jnp.ones(n_on, bool), jnp.zeros(n_off, bool)])[order]
+  source = jnp.concatenate([on_idx, off_idx])[order]
+  return MixedPairs(mixed, on_flag, source)
