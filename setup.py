@@ -32,6 +32,13 @@ setuptools.setup(
             "nbclient>=0.7",
             "nbformat>=5",
             "ipykernel>=6",
+            "tokenizers>=0.15",
+            "safetensors>=0.4",
+        ],
+        # Language-model data and weights: tokenizer.json files and Hugging Face safetensors checkpoints.
+        "lm": [
+            "tokenizers>=0.15",
+            "safetensors>=0.4",
         ],
     },
 )

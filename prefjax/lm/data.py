@@ -1,0 +1,719 @@
+"""Preference data for language models: JSONL loading, validation, tokenisation, truncation, batching.
+
+Batch contract (what `prefjax.lm.train` consumes; every array is a numpy array):
+
+  Pairwise (`PreferenceDataset`, JSONL rows {"prompt", "chosen", "rejected"}):
+    chosen_tokens_BxL            int32  prompt + chosen response + EOS, right-padded with pad_id
+    chosen_loss_mask_BxL         int32  1 on response tokens (EOS included), 0 on prompt and padding
+    chosen_attention_mask_BxL    int32  1 on real tokens (prompt and response), 0 on padding
+    rejected_tokens_BxL, rejected_loss_mask_BxL, rejected_attention_mask_BxL   the same for rejected
+  Multi-response (`MultiResponseDataset`, JSONL rows {"prompt", "responses", "scores"}):
+    tokens_BxKxL, loss_mask_BxKxL, attention_mask_BxKxL   int32, as above for each of K responses
+    scores_BxK                   float32 the row's scores (higher is better)
+
+  L is the dataset's `max_length` (fixed, so one compiled step serves every batch); B the batch size.
+  Column 0 is always a prompt token (BOS), so `loss_mask[:, 0] == 0` as `prefjax.lm.logprobs` requires.
+
+Iterator contract: `dataset.iterator(batch_size, seed=...)` returns a `BatchIterator`; `next(it)` gives a
+batch dict; `it.state()` is a JSON-serialisable dict of ints {"seed", "epoch", "index", "num_examples",
+"batch_size", "shuffle", "pack_segments"} for checkpoints; `it.restore(state)` (or
+`dataset.iterator(..., state=state)`) resumes so the following batches are exactly those an
+uninterrupted run would have produced. `dataset.batches(B)` visits every example once, in file order
+(evaluation). `dataset.report` (`DataReport`, `.to_dict()`) says what was kept, dropped and truncated.
+
+Packing (optional, pairwise only): `dataset.iterator(B, pack_segments=S)` puts up to S pairs in each
+row and adds `*_segment_ids_BxL`, `*_positions_BxL` and `num_pairs_B` (see `PackedBatchIterator`;
+it needs segment-aware attention in the model, which `prefjax.lm.model` does not have yet).
+
+Rows and formatting (`PreferenceDataset.from_jsonl`):
+  - `prompt` is a string or a list of chat messages {"role": str, "content": str}; `chosen`/`rejected`
+    are strings or message lists. Message-list responses may repeat the prompt messages first (the
+    UltraFeedback-binarized layout: `chosen` is the whole conversation); that shared prefix is removed.
+    Without `prompt`, message-list rows take the longest common message prefix of chosen and rejected
+    as the prompt (the HH-RLHF conversational layout); string rows must have a `prompt`.
+  - Chat messages are rendered by `chat_template(messages, add_generation_prompt) -> str` (default:
+    the tokenizer's own template when its tokenizer_config.json has one, else `default_chat_template`:
+    "<|role|>\\ncontent\\n" per message, "<|assistant|>\\n" as the generation prompt). A response's
+    text is the full conversation's rendering minus the prompt's rendering with the generation
+    prompt, so any template that extends its prefix works.
+  - Tokens: prompt = [BOS] + encode(prompt text); response = encode(response text) + [EOS]. Prompt and
+    responses are encoded separately (as TRL does), so a BPE merge never crosses the boundary.
+
+Validation (never silent):
+  - Malformed rows (invalid JSON, not an object, missing or mistyped field, bad message) raise
+    `PrefjaxError` naming the file and line; with `on_malformed="drop"` they are dropped and counted.
+  - Dropped and counted in the `DataReport` (with the first line numbers of each reason), and logged:
+    "empty_chosen" / "empty_rejected" (response text empty or whitespace only), "identical"
+    (chosen text == rejected text), "prompt_too_long" (the tokenized prompt alone has >= max_length
+    tokens: no response token would fit), "identical_after_truncation".
+    Multi-response rows: "empty_response", "identical" (all responses equal), "prompt_too_long".
+  - A dataset with no row left raises `PrefjaxError`.
+
+Truncation (prompt first), with L = max_length, P = max_prompt_length (default L // 2) and R the longest
+response of the row (chosen or rejected, or any of the K responses):
+  1. if len(prompt) >= L the row is dropped ("prompt_too_long"; with `long_prompt="truncate"` it goes
+     on to rule 2 instead);
+  2. if len(prompt) + R > L, the prompt loses tokens from its START (its BOS is kept as the first token;
+     the tokens right after it are cut, so the end of the prompt, next to the response, survives) until
+     it has max(P, L − R) tokens, or fewer if it was shorter;
+  3. if still len(prompt) + len(response) > L, each response keeps its first L − len(prompt) tokens (its
+     EOS is then cut). Counts of truncated prompts and responses are in the report.
+
+Shuffling: epoch e visits the examples in `np.random.default_rng([seed, e]).permutation(n)` order;
+batches are consecutive slices of the concatenated epochs (a batch may span two epochs), so every batch
+has exactly B rows and the state (epoch, index of the next example) determines all later batches.
+"""
+
+import dataclasses
+import json
+import logging
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from prefjax.errors import PrefjaxError
+from prefjax.lm.tokenizer import load_tokenizer
+
+_log = logging.getLogger(__name__)
+
+PAIR_KEYS = ("chosen_tokens_BxL", "chosen_loss_mask_BxL", "chosen_attention_mask_BxL",
+             "rejected_tokens_BxL", "rejected_loss_mask_BxL", "rejected_attention_mask_BxL")
+MULTI_KEYS = ("tokens_BxKxL", "loss_mask_BxKxL", "attention_mask_BxKxL", "scores_BxK")
+_MAX_LINES_REPORTED = 20
+
+
+def default_chat_template(messages, add_generation_prompt=False):
+  """Renders chat messages as "<|role|>\\ncontent\\n" each, plus "<|assistant|>\\n" when asked.
+
+  Args:
+    messages: list of {"role": str, "content": str}.
+    add_generation_prompt: append the assistant header that a response follows.
+
+  Returns:
+    The text.
+  """
+  text = "".join(f"<|{m['role']}|>\n{m['content']}\n" for m in messages)
+  return text + "<|assistant|>\n" if add_generation_prompt else text
+
+
+@dataclasses.dataclass
+class DataReport:
+  """What loading kept, dropped (by reason, with line numbers) and truncated."""
+  source: str
+  rows: int = 0
+  kept: int = 0
+  dropped: dict = dataclasses.field(default_factory=dict)
+  dropped_lines: dict = dataclasses.field(default_factory=dict)
+  truncated_prompts: int = 0
+  truncated_responses: int = 0
+
+  def drop(self, reason, where):
+    self.dropped[reason] = self.dropped.get(reason, 0) + 1
+    lines = self.dropped_lines.setdefault(reason, [])
+    if len(lines) < _MAX_LINES_REPORTED:
+      lines.append(where)
+
+  @property
+  def num_dropped(self):
+    return sum(self.dropped.values())
+
+  def to_dict(self):
+    return dataclasses.asdict(self)
+
+  def __str__(self):
+    parts = [f"{self.source}: {self.rows} rows, {self.kept} kept, {self.num_dropped} dropped"]
+    for reason, count in sorted(self.dropped.items()):
+      parts.append(f"  dropped {count} ({reason}), first at {', '.join(self.dropped_lines[reason])}")
+    if self.truncated_prompts or self.truncated_responses:
+      parts.append(f"  truncated: {self.truncated_prompts} prompts, {self.truncated_responses} "
+                   f"responses")
+    return "\n".join(parts)
+
+
+class _Malformed(Exception):
+  pass
+
+
+def _read_jsonl(paths):
+  """Yields (where "file:line", row dict or _Malformed) for every non-blank line of the files."""
+  if isinstance(paths, (str, os.PathLike)):
+    paths = [paths]
+  for path in paths:
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+      raise PrefjaxError(f"data file {path!r} does not exist")
+    with open(path, encoding="utf-8") as f:
+      for lineno, line in enumerate(f, start=1):
+        if not line.strip():
+          continue
+        where = f"{path}:{lineno}"
+        try:
+          row = json.loads(line)
+        except json.JSONDecodeError as e:
+          yield where, _Malformed(f"invalid JSON ({e.msg} at column {e.colno})")
+          continue
+        yield where, row
+
+
+def _check_messages(value, field):
+  if not value:
+    raise _Malformed(f"field {field!r} is an empty message list")
+  for i, m in enumerate(value):
+    if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(
+        m.get("content"), str):
+      raise _Malformed(f"field {field!r}[{i}] must be a message {{'role': str, 'content': str}}, "
+                       f"got {str(m)[:80]!r}")
+  return [{"role": m["role"], "content": m["content"]} for m in value]
+
+
+def _field(row, name, required=True):
+  if name not in row:
+    if required:
+      raise _Malformed(f"missing field {name!r} (fields present: {sorted(row)})")
+    return None
+  value = row[name]
+  if isinstance(value, str):
+    return value
+  if isinstance(value, list):
+    return _check_messages(value, name)
+  raise _Malformed(f"field {name!r} must be a string or a list of chat messages, got "
+                   f"{type(value).__name__}")
+
+
+def _strip_prefix(messages, prefix):
+  if prefix and len(messages) > len(prefix) and messages[:len(prefix)] == prefix:
+    return messages[len(prefix):]
+  return messages
+
+
+def _render(prompt, responses, chat_template):
+  """Prompt text, response texts and per-response emptiness (see the module docstring).
+
+  A response is empty when its text is whitespace only or, for message lists, when every message of
+  it (after removing the prompt prefix) has whitespace-only content, whatever the template adds.
+  """
+  if prompt is None:
+    if not all(isinstance(r, list) for r in responses):
+      raise _Malformed("missing field 'prompt' (only message-list rows may omit it)")
+    prefix = []
+    # The shared prefix leaves at least one message to every response.
+    for group in zip(*(r[:-1] for r in responses)):
+      if any(m != group[0] for m in group[1:]):
+        break
+      prefix.append(group[0])
+    if not prefix:
+      raise _Malformed("no 'prompt' and the responses share no leading message to use as one")
+    prompt = prefix
+  any_list = any(isinstance(r, list) for r in responses)
+  if isinstance(prompt, str) and not any_list:
+    return prompt, list(responses), [_is_empty(r) for r in responses]
+  prompt_msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+  prompt_text = chat_template(prompt_msgs, True)
+  texts, empty = [], []
+  for r in responses:
+    if isinstance(r, str):
+      texts.append(r)
+      empty.append(_is_empty(r))
+      continue
+    r = _strip_prefix(r, prompt_msgs)
+    full = chat_template(list(prompt_msgs) + r, False)
+    if not full.startswith(prompt_text):
+      raise _Malformed("the chat template's rendering of prompt + response does not start with its "
+                       "rendering of the prompt with the generation prompt")
+    texts.append(full[len(prompt_text):])
+    empty.append(_is_empty(texts[-1]) or all(_is_empty(m["content"]) for m in r))
+  return prompt_text, texts, empty
+
+
+def _is_empty(text):
+  return not text.strip()
+
+
+class _Builder:
+  """Shared tokenisation and prompt-first truncation."""
+
+  def __init__(self, tokenizer, max_length, max_prompt_length, chat_template, long_prompt):
+    self.tokenizer = load_tokenizer(tokenizer)
+    if not isinstance(max_length, (int, np.integer)) or max_length < 2:
+      raise PrefjaxError(f"max_length must be an integer >= 2, got {max_length!r}")
+    self.max_length = int(max_length)
+    if max_prompt_length is None:
+      max_prompt_length = self.max_length // 2
+    if not isinstance(max_prompt_length, (int, np.integer)) or not (
+        1 <= max_prompt_length < self.max_length):
+      raise PrefjaxError(f"max_prompt_length must be an integer in [1, max_length={self.max_length}), "
+                         f"got {max_prompt_length!r}")
+    self.max_prompt_length = int(max_prompt_length)
+    if long_prompt not in ("drop", "truncate"):
+      raise PrefjaxError(f"long_prompt must be 'drop' or 'truncate', got {long_prompt!r}")
+    self.long_prompt = long_prompt
+    self.chat_template = (chat_template or getattr(self.tokenizer, "chat_template", None)
+                          or default_chat_template)
+
+  def tokenize(self, prompt_text, response_texts, report, where):
+    """(prompt ids, [response ids]) after truncation, or None when the row is dropped."""
+    tok = self.tokenizer
+    prompt = [tok.bos_id] + tok.encode(prompt_text)
+    responses = [tok.encode(t) + [tok.eos_id] for t in response_texts]
+    big_l = self.max_length
+    if len(prompt) >= big_l and self.long_prompt == "drop":
+      report.drop("prompt_too_long", where)
+      return None
+    longest = max(len(r) for r in responses)
+    if len(prompt) + longest > big_l:
+      keep = min(len(prompt), max(self.max_prompt_length, big_l - longest))
+      if keep < len(prompt):
+        prompt = prompt[:1] + prompt[len(prompt) - keep + 1:]
+        report.truncated_prompts += 1
+      room = big_l - len(prompt)
+      for i, r in enumerate(responses):
+        if len(r) > room:
+          responses[i] = r[:room]
+          report.truncated_responses += 1
+    return np.asarray(prompt, np.int32), [np.asarray(r, np.int32) for r in responses]
+
+
+def _pad_row(prompt, response, length, pad_id):
+  n_p, n_r = len(prompt), len(response)
+  tokens = np.full((length,), pad_id, np.int32)
+  tokens[:n_p] = prompt
+  tokens[n_p:n_p + n_r] = response
+  loss = np.zeros((length,), np.int32)
+  loss[n_p:n_p + n_r] = 1
+  attn = np.zeros((length,), np.int32)
+  attn[:n_p + n_r] = 1
+  return tokens, loss, attn
+
+
+class _Dataset:
+  """Common parts: iteration, in-order batches, the report."""
+
+  report: DataReport
+  max_length: int
+  tokenizer: Any
+
+  def __len__(self):
+    return self._num_examples()
+
+  def iterator(self, batch_size, *, seed=0, shuffle=True, num_epochs=None, state=None,
+               pack_segments=0):
+    """A `BatchIterator` over shuffled, fixed-size batches (see the module docstring).
+
+    Args:
+      batch_size: B, rows per batch.
+      seed: shuffling seed.
+      shuffle: False visits the examples in file order every epoch.
+      num_epochs: None for an endless stream, else stop after this many epochs.
+      state: optional `state()` of an earlier iterator to resume from.
+      pack_segments: 0 (default) for one example per row; S >= 1 packs up to S pairs per row
+        (`PreferenceDataset` only; see `PackedBatchIterator`).
+    """
+    if pack_segments:
+      if not isinstance(self, PreferenceDataset):
+        raise PrefjaxError("pack_segments: packing is implemented for pairwise data only")
+      it = PackedBatchIterator(self, batch_size, seed=seed, shuffle=shuffle, num_epochs=num_epochs,
+                               max_segments=pack_segments)
+    else:
+      it = BatchIterator(self, batch_size, seed=seed, shuffle=shuffle, num_epochs=num_epochs)
+    if state is not None:
+      it.restore(state)
+    return it
+
+  def batches(self, batch_size):
+    """Every example once, in file order (for evaluation); the last batch may be smaller."""
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+      raise PrefjaxError(f"batch_size must be a positive integer, got {batch_size!r}")
+    n = len(self)
+    for start in range(0, n, batch_size):
+      yield self.collate(np.arange(start, min(start + batch_size, n)))
+
+
+def _finish(report, num_kept):
+  report.kept = num_kept
+  if report.num_dropped:
+    _log.warning("preference data: %s", report)
+  if num_kept == 0:
+    raise PrefjaxError(f"no usable rows in {report.source}:\n{report}")
+
+
+class PreferenceDataset(_Dataset):
+  """Tokenized (prompt, chosen, rejected) pairs; batches follow the pairwise contract above.
+
+  Attributes:
+    prompts, chosen, rejected: lists of int32 token arrays (after truncation).
+    report: the `DataReport` of the load.
+    tokenizer, max_length, max_prompt_length: as given.
+  """
+
+  def __init__(self, rows, *, tokenizer="byte", max_length=512, max_prompt_length=None,
+               chat_template=None, on_malformed="raise", long_prompt="drop", source="<memory>"):
+    """Builds the dataset from rows.
+
+    Args:
+      rows: iterable of (where, row) pairs, where `where` names the row ("file:line") and `row` is a
+        dict or a `_Malformed` marker; use `from_jsonl` or `from_rows` rather than this directly.
+      tokenizer: "byte", a tokenizer.json path, or a tokenizer object (see `prefjax.lm.tokenizer`).
+      max_length: L, tokens per sequence (prompt + response).
+      max_prompt_length: P, the prompt length that prompt-first truncation keeps (default L // 2).
+      chat_template: `(messages, add_generation_prompt) -> str`; default: the tokenizer's template
+        (`HFTokenizer.chat_template`) if it has one, else `default_chat_template`.
+      on_malformed: "raise" (default) or "drop" (counted as "malformed").
+      long_prompt: "drop" (default) prompts of >= L tokens, or "truncate" them by rule 2 of the
+        module docstring (to max(P, L − R) tokens) like any other long prompt.
+      source: name of the data for the report.
+    """
+    if on_malformed not in ("raise", "drop"):
+      raise PrefjaxError(f"on_malformed must be 'raise' or 'drop', got {on_malformed!r}")
+    b = _Builder(tokenizer, max_length, max_prompt_length, chat_template, long_prompt)
+    self.tokenizer, self.max_length, self.max_prompt_length = (b.tokenizer, b.max_length,
+                                                               b.max_prompt_length)
+    self.report = DataReport(source=source)
+    self.prompts, self.chosen, self.rejected, self.where = [], [], [], []
+    for where, row in rows:
+      self.report.rows += 1
+      try:
+        if isinstance(row, _Malformed):
+          raise row
+        if not isinstance(row, dict):
+          raise _Malformed(f"a row must be a JSON object, got {type(row).__name__}")
+        prompt = _field(row, "prompt", required=False)
+        chosen, rejected = _field(row, "chosen"), _field(row, "rejected")
+        prompt_text, (chosen_text, rejected_text), empty = _render(prompt, [chosen, rejected],
+                                                                   b.chat_template)
+      except _Malformed as e:
+        if on_malformed == "raise":
+          raise PrefjaxError(f"{where}: malformed preference row: {e}") from None
+        self.report.drop("malformed", where)
+        continue
+      if empty[0]:
+        self.report.drop("empty_chosen", where)
+        continue
+      if empty[1]:
+        self.report.drop("empty_rejected", where)
+        continue
+      if chosen_text == rejected_text:
+        self.report.drop("identical", where)
+        continue
+      out = b.tokenize(prompt_text, [chosen_text, rejected_text], self.report, where)
+      if out is None:
+        continue
+      p, (c, r) = out
+      if np.array_equal(c, r):
+        self.report.drop("identical_after_truncation", where)
+        continue
+      self.prompts.append(p)
+      self.chosen.append(c)
+      self.rejected.append(r)
+      self.where.append(where)
+    _finish(self.report, len(self.prompts))
+
+  @classmethod
+  def from_jsonl(cls, paths, **kwargs):
+    """Loads preference JSONL file(s) (one path or a list); keyword arguments as `__init__`."""
+    names = [os.fspath(paths)] if isinstance(paths, (str, os.PathLike)) else [
+        os.fspath(p) for p in paths]
+    kwargs.setdefault("source", ", ".join(names))
+    return cls(_read_jsonl(names), **kwargs)
+
+  @classmethod
+  def from_rows(cls, rows, **kwargs):
+    """From in-memory dicts (row i is reported as "<memory>:i+1"); keyword arguments as `__init__`."""
+    return cls(((f"<memory>:{i + 1}", r) for i, r in enumerate(rows)), **kwargs)
+
+  def _num_examples(self):
+    return len(self.prompts)
+
+  def collate(self, indices):
+    """The batch dict (pairwise contract) of the examples at `indices` (order kept)."""
+    indices = np.asarray(indices, np.int64)
+    out = {k: np.zeros((len(indices), self.max_length), np.int32) for k in PAIR_KEYS}
+    pad = self.tokenizer.pad_id
+    for row, i in enumerate(indices):
+      for side, responses in (("chosen", self.chosen), ("rejected", self.rejected)):
+        t, l, a = _pad_row(self.prompts[i], responses[i], self.max_length, pad)
+        out[f"{side}_tokens_BxL"][row] = t
+        out[f"{side}_loss_mask_BxL"][row] = l
+        out[f"{side}_attention_mask_BxL"][row] = a
+    return out
+
+
+class MultiResponseDataset(_Dataset):
+  """Tokenized (prompt, K responses, K scores) rows; batches follow the multi-response contract.
+
+  Every row must have the same K (`num_responses`, default: the first row's K).
+  """
+
+  def __init__(self, rows, *, tokenizer="byte", max_length=512, max_prompt_length=None,
+               chat_template=None, on_malformed="raise", long_prompt="drop", num_responses=None,
+               source="<memory>"):
+    """Builds the dataset; arguments as `PreferenceDataset`, plus `num_responses` (K >= 2)."""
+    if on_malformed not in ("raise", "drop"):
+      raise PrefjaxError(f"on_malformed must be 'raise' or 'drop', got {on_malformed!r}")
+    if num_responses is not None and (not isinstance(num_responses, (int, np.integer))
+                                      or num_responses < 2):
+      raise PrefjaxError(f"num_responses must be an integer >= 2, got {num_responses!r}")
+    b = _Builder(tokenizer, max_length, max_prompt_length, chat_template, long_prompt)
+    self.tokenizer, self.max_length, self.max_prompt_length = (b.tokenizer, b.max_length,
+                                                               b.max_prompt_length)
+    self.report = DataReport(source=source)
+    self.num_responses = num_responses
+    self.prompts, self.responses, self.scores, self.where = [], [], [], []
+    for where, row in rows:
+      self.report.rows += 1
+      try:
+        if isinstance(row, _Malformed):
+          raise row
+        if not isinstance(row, dict):
+          raise _Malformed(f"a row must be a JSON object, got {type(row).__name__}")
+        prompt = _field(row, "prompt", required=False)
+        responses, scores = row.get("responses"), row.get("scores")
+        if not isinstance(responses, list) or len(responses) < 2:
+          raise _Malformed("field 'responses' must be a list of at least 2 responses")
+        responses = [_field({"responses": r}, "responses") for r in responses]
+        if (not isinstance(scores, list) or len(scores) != len(responses) or not all(
+            isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s)
+            for s in scores)):
+          raise _Malformed(f"field 'scores' must be a list of {len(responses)} finite numbers, got "
+                           f"{str(scores)[:80]}")
+        if self.num_responses is None:
+          self.num_responses = len(responses)
+        if len(responses) != self.num_responses:
+          raise _Malformed(f"{len(responses)} responses, but the dataset has K = "
+                           f"{self.num_responses} per row")
+        prompt_text, texts, empty = _render(prompt, responses, b.chat_template)
+      except _Malformed as e:
+        if on_malformed == "raise":
+          raise PrefjaxError(f"{where}: malformed multi-response row: {e}") from None
+        self.report.drop("malformed", where)
+        continue
+      if any(empty):
+        self.report.drop("empty_response", where)
+        continue
+      if all(t == texts[0] for t in texts[1:]):
+        self.report.drop("identical", where)
+        continue
+      out = b.tokenize(prompt_text, texts, self.report, where)
+      if out is None:
+        continue
+      self.prompts.append(out[0])
+      self.responses.append(out[1])
+      self.scores.append(np.asarray(scores, np.float32))
+      self.where.append(where)
+    _finish(self.report, len(self.prompts))
+
+  from_jsonl = classmethod(PreferenceDataset.from_jsonl.__func__)
+  from_rows = classmethod(PreferenceDataset.from_rows.__func__)
+
+  def _num_examples(self):
+    return len(self.prompts)
+
+  def collate(self, indices):
+    """The batch dict (multi-response contract) of the examples at `indices`."""
+    indices = np.asarray(indices, np.int64)
+    b, k, big_l = len(indices), self.num_responses, self.max_length
+    out = {name: np.zeros((b, k, big_l), np.int32) for name in MULTI_KEYS[:3]}
+    out["scores_BxK"] = np.zeros((b, k), np.float32)
+    for row, i in enumerate(indices):
+      for j, resp in enumerate(self.responses[i]):
+        t, l, a = _pad_row(self.prompts[i], resp, big_l, self.tokenizer.pad_id)
+        out["tokens_BxKxL"][row, j] = t
+        out["loss_mask_BxKxL"][row, j] = l
+        out["attention_mask_BxKxL"][row, j] = a
+      out["scores_BxK"][row] = self.scores[i]
+    return out
+
+
+def epoch_permutation(num_examples, seed, epoch, shuffle=True):
+  """The order of epoch `epoch`: `default_rng([seed, epoch]).permutation(n)`, or 0..n−1 unshuffled."""
+  if not shuffle:
+    return np.arange(num_examples)
+  return np.random.default_rng([int(seed), int(epoch)]).permutation(num_examples)
+
+
+_STATE_KEYS = ("seed", "epoch", "index", "num_examples", "batch_size", "shuffle", "pack_segments")
+
+
+class BatchIterator:
+  """Fixed-size batches over the concatenated epoch permutations, with a checkpointable state.
+
+  `state()` is {"seed", "epoch", "index", "num_examples", "batch_size", "shuffle", "pack_segments"}
+  (all ints; pack_segments is 0 unless packing): the next
+  batch starts at position `index` of epoch `epoch`'s order. With `num_epochs`, iteration stops when
+  fewer than `batch_size` examples remain before the end of the last epoch (those are skipped; the
+  number is `skipped_at_end`).
+  """
+
+  def __init__(self, dataset, batch_size, *, seed=0, shuffle=True, num_epochs=None):
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+      raise PrefjaxError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if num_epochs is not None and (not isinstance(num_epochs, (int, np.integer)) or num_epochs < 1):
+      raise PrefjaxError(f"num_epochs must be a positive integer or None, got {num_epochs!r}")
+    self.dataset = dataset
+    self.batch_size = int(batch_size)
+    self.seed = int(seed)
+    self.shuffle = bool(shuffle)
+    self.num_epochs = num_epochs
+    self.epoch = 0
+    self.index = 0
+    self.skipped_at_end = 0
+    self._perm_epoch, self._perm = None, None
+    self.max_segments = 0
+
+  def _order(self, epoch):
+    if self._perm_epoch != epoch:
+      self._perm = epoch_permutation(len(self.dataset), self.seed, epoch, self.shuffle)
+      self._perm_epoch = epoch
+    return self._perm
+
+  def __iter__(self):
+    return self
+
+  def next_indices(self):
+    """Dataset indices of the next batch (advances the state)."""
+    n = len(self.dataset)
+    epoch, index, picked = self.epoch, self.index, []
+    while len(picked) < self.batch_size:
+      if self.num_epochs is not None and epoch >= self.num_epochs:
+        self.skipped_at_end = len(picked)
+        raise StopIteration
+      take = min(self.batch_size - len(picked), n - index)
+      picked.extend(self._order(epoch)[index:index + take].tolist())
+      index += take
+      if index == n:
+        epoch, index = epoch + 1, 0
+    self.epoch, self.index = epoch, index
+    return np.asarray(picked, np.int64)
+
+  def __next__(self):
+    return self.dataset.collate(self.next_indices())
+
+  def state(self):
+    """The JSON-serialisable state (a dict of Python ints)."""
+    return {"seed": self.seed, "epoch": self.epoch, "index": self.index,
+            "num_examples": len(self.dataset), "batch_size": self.batch_size,
+            "shuffle": int(self.shuffle), "pack_segments": self.max_segments}
+
+  def restore(self, state):
+    """Resumes from `state()` of an iterator over the same data (numpy or Python ints accepted)."""
+    missing = [k for k in _STATE_KEYS if k not in state]
+    if missing:
+      raise PrefjaxError(f"BatchIterator.restore: state lacks {missing}; got keys {sorted(state)}")
+    s = {k: int(np.asarray(state[k])) for k in _STATE_KEYS}
+    if s["num_examples"] != len(self.dataset):
+      raise PrefjaxError(f"BatchIterator.restore: the state is for {s['num_examples']} examples, this "
+                         f"dataset has {len(self.dataset)} (different data or load options)")
+    if not 0 <= s["index"] < s["num_examples"] or s["epoch"] < 0:
+      raise PrefjaxError(f"BatchIterator.restore: invalid position epoch={s['epoch']}, "
+                         f"index={s['index']}")
+    for k, mine in (("seed", self.seed), ("shuffle", int(self.shuffle)),
+                    ("batch_size", self.batch_size), ("pack_segments", self.max_segments)):
+      if s[k] != mine:
+        raise PrefjaxError(f"BatchIterator.restore: state has {k}={s[k]}, this iterator {mine}")
+    self.epoch, self.index = s["epoch"], s["index"]
+    return self
+
+
+PACKED_KEYS = PAIR_KEYS + ("chosen_segment_ids_BxL", "chosen_positions_BxL",
+                           "rejected_segment_ids_BxL", "rejected_positions_BxL", "num_pairs_B")
+
+
+class PackedBatchIterator(BatchIterator):
+  """Packs several preference pairs into each row (fewer padding tokens for short examples).
+
+  Examples are taken from the same shuffled stream as `BatchIterator`; each goes into the first row
+  whose chosen AND rejected sequences both have room (at most `max_segments` pairs per row); the
+  first example that fits no row starts the next batch (it is not consumed), so the state is again
+  (epoch, index). Pair j of row b is segment j + 1 of both `chosen_*[b]` and `rejected_*[b]`.
+
+  Batch: the pairwise keys plus `chosen_segment_ids_BxL` / `rejected_segment_ids_BxL` (int32, 1..S
+  for the pairs of the row, 0 on padding), `chosen_positions_BxL` / `rejected_positions_BxL` (int32,
+  restarting at 0 in each segment) and `num_pairs_B` (int32). Segment boundaries never put a scored
+  token after another segment's token (each segment starts with its prompt's BOS, loss mask 0), so
+  `token_logps` needs no change; per-pair log-probs are `segment_sums`.
+
+  Caveat: a model must attend only within a segment (a block-diagonal causal mask built from the
+  segment ids); `prefjax.lm.model.Transformer` takes a [B, T] padding mask only, so packed batches
+  need that model extension before training on them.
+  """
+
+  def __init__(self, dataset, batch_size, *, seed=0, shuffle=True, num_epochs=None, max_segments=4):
+    super().__init__(dataset, batch_size, seed=seed, shuffle=shuffle, num_epochs=num_epochs)
+    if not isinstance(max_segments, (int, np.integer)) or max_segments < 1:
+      raise PrefjaxError(f"max_segments must be a positive integer, got {max_segments!r}")
+    self.max_segments = int(max_segments)
+
+  def next_indices(self):
+    """Per row, the dataset indices packed into it (advances the state)."""
+    ds, n, big_l = self.dataset, len(self.dataset), self.dataset.max_length
+    epoch, index = self.epoch, self.index
+    rows = [[] for _ in range(self.batch_size)]
+    used = np.zeros((self.batch_size, 2), np.int64)
+    while True:
+      if self.num_epochs is not None and epoch >= self.num_epochs:
+        self.skipped_at_end = sum(len(r) for r in rows)
+        raise StopIteration
+      i = int(self._order(epoch)[index])
+      need = np.array([len(ds.prompts[i]) + len(ds.chosen[i]),
+                       len(ds.prompts[i]) + len(ds.rejected[i])])
+      fits = [b for b in range(self.batch_size)
+              if len(rows[b]) < self.max_segments and np.all(used[b] + need <= big_l)]
+      if not fits:
+        break
+      rows[fits[0]].append(i)
+      used[fits[0]] += need
+      index += 1
+      if index == n:
+        epoch, index = epoch + 1, 0
+    self.epoch, self.index = epoch, index
+    return rows
+
+  def __next__(self):
+    rows = self.next_indices()
+    ds, big_l = self.dataset, self.dataset.max_length
+    out = {k: np.zeros((self.batch_size, big_l), np.int32) for k in PACKED_KEYS[:-1]}
+    out["num_pairs_B"] = np.asarray([len(r) for r in rows], np.int32)
+    for side, responses in (("chosen", ds.chosen), ("rejected", ds.rejected)):
+      out[f"{side}_tokens_BxL"][:] = ds.tokenizer.pad_id
+      for b, row in enumerate(rows):
+        start = 0
+        for seg, i in enumerate(row, start=1):
+          n_p, n_r = len(ds.prompts[i]), len(responses[i])
+          end = start + n_p + n_r
+          out[f"{side}_tokens_BxL"][b, start:start + n_p] = ds.prompts[i]
+          out[f"{side}_tokens_BxL"][b, start + n_p:end] = responses[i]
+          out[f"{side}_loss_mask_BxL"][b, start + n_p:end] = 1
+          out[f"{side}_attention_mask_BxL"][b, start:end] = 1
+          out[f"{side}_segment_ids_BxL"][b, start:end] = seg
+          out[f"{side}_positions_BxL"][b, start:end] = np.arange(end - start)
+          start = end
+    return out
+
+
+def segment_sums(values_BxL, loss_mask_BxL, segment_ids_BxL, max_segments):
+  """Per-segment sums of masked values (e.g. per-pair log-probs of a packed batch).
+
+  out[b, s] = Σ_t values[b, t] · loss_mask[b, t] · [segment_ids[b, t] = s + 1]. Works on numpy and
+  jax arrays (a one-hot contraction; no data-dependent shapes).
+
+  Args:
+    values_BxL: per-token values (`token_logps` layout).
+    loss_mask_BxL: 0/1 response-token mask.
+    segment_ids_BxL: 1..S per segment, 0 on padding.
+    max_segments: S.
+
+  Returns:
+    `[B, S]` sums (0 for absent segments; `num_pairs_B` says how many are real).
+  """
+  onehot_BxLxS = (segment_ids_BxL[:, :, None] == np.arange(1, max_segments + 1)[None, None, :])
+  weights_BxL = values_BxL * loss_mask_BxL
+  return (weights_BxL[:, :, None] * onehot_BxLxS).sum(axis=1)
+
+
+def check_vocab(tokenizer, vocab_size):
+  """Raises unless every id of `tokenizer` is < the model's `vocab_size`."""
+  tokenizer = load_tokenizer(tokenizer)
+  if tokenizer.vocab_size > vocab_size:
+    raise PrefjaxError(f"tokenizer {tokenizer!r} has {tokenizer.vocab_size} ids but the model's "
+                       f"vocab_size is {vocab_size}")

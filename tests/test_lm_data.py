@@ -1,0 +1,388 @@
+"""Tests for prefjax.lm.data: JSONL preference data, validation, truncation, batching, iterator state."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from prefjax.errors import PrefjaxError
+from prefjax.lm import data
+from prefjax.lm.tokenizer import ByteTokenizer
+
+_TOK = ByteTokenizer()
+BOS, EOS, PAD = _TOK.bos_id, _TOK.eos_id, _TOK.pad_id
+
+
+def _write(path, rows):
+  """Writes rows (dicts, or raw strings written as they are) as JSONL; returns the path as str."""
+  with open(path, "w", encoding="utf-8") as f:
+    for r in rows:
+      f.write((r if isinstance(r, str) else json.dumps(r)) + "\n")
+  return str(path)
+
+
+def _expected_row(prompt_ids, response_ids, length):
+  """Independent layout: tokens, loss mask and attention mask of one padded row."""
+  toks = list(prompt_ids) + list(response_ids)
+  pad = length - len(toks)
+  return (np.array(toks + [PAD] * pad), np.array([0] * len(prompt_ids) + [1] * len(response_ids)
+                                                 + [0] * pad),
+          np.array([1] * len(toks) + [0] * pad))
+
+
+def _bytes(s):
+  return list(s.encode("utf-8"))
+
+
+def test_pairwise_batch_layout_and_masks(tmp_path):
+  rows = [{"prompt": "Q: 2+2?", "chosen": " 4", "rejected": " five"},
+          {"prompt": "héllo", "chosen": "wörld", "rejected": "there"}]
+  ds = data.PreferenceDataset.from_jsonl(_write(tmp_path / "p.jsonl", rows), max_length=24)
+  batch = ds.collate([1, 0])
+  assert sorted(batch) == sorted(data.PAIR_KEYS)
+  for k, v in batch.items():
+    assert v.dtype == np.int32 and v.shape == (2, 24), k
+  for b, row in zip((0, 1), (rows[1], rows[0])):
+    prompt = [BOS] + _bytes(row["prompt"])
+    for side in ("chosen", "rejected"):
+      t, l, a = _expected_row(prompt, _bytes(row[side]) + [EOS], 24)
+      np.testing.assert_array_equal(batch[f"{side}_tokens_BxL"][b], t)
+      np.testing.assert_array_equal(batch[f"{side}_loss_mask_BxL"][b], l)
+      np.testing.assert_array_equal(batch[f"{side}_attention_mask_BxL"][b], a)
+      # The loss mask selects exactly the response + EOS, never a prompt token.
+      scored = batch[f"{side}_tokens_BxL"][b][batch[f"{side}_loss_mask_BxL"][b] == 1]
+      assert _TOK.decode(scored) == row[side] and scored[-1] == EOS
+  assert not batch["chosen_loss_mask_BxL"][:, 0].any()
+
+
+def test_batches_feed_sequence_logps():
+  jnp = pytest.importorskip("jax.numpy")
+  from prefjax.lm.logprobs import sequence_logps  # pylint: disable=g-import-not-at-top
+  ds = data.PreferenceDataset.from_rows(
+      [{"prompt": "ab", "chosen": "cd", "rejected": "efg"}], max_length=10)
+  batch = next(ds.iterator(2, seed=0))
+  logits = np.random.default_rng(0).normal(size=(2, 10, _TOK.vocab_size)).astype(np.float32)
+  out = sequence_logps(jnp.asarray(logits), batch["rejected_tokens_BxL"],
+                       batch["rejected_loss_mask_BxL"])
+  logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  toks = batch["rejected_tokens_BxL"][0]
+  manual = sum(logp[0, t - 1, toks[t]] for t in range(3, 7))  # "efg" + EOS at columns 3..6
+  np.testing.assert_allclose(out.logps[0], manual, rtol=1e-5)
+  np.testing.assert_array_equal(out.counts, [4, 4])
+
+
+def test_round_trip_through_jsonl_and_decode(tmp_path):
+  rng = np.random.default_rng(1)
+  alphabet = list("abc xyz—é🙂\n")
+  rows = [{"prompt": "".join(rng.choice(alphabet, 5)), "chosen": "C" + "".join(rng.choice(alphabet, 7)),
+           "rejected": "R" + "".join(rng.choice(alphabet, 3))} for _ in range(7)]
+  ds = data.PreferenceDataset.from_jsonl(_write(tmp_path / "r.jsonl", rows), max_length=64)
+  assert len(ds) == 7 and ds.report.kept == 7 and ds.report.num_dropped == 0
+  for i, row in enumerate(rows):
+    assert ds.prompts[i][0] == BOS and _TOK.decode(ds.prompts[i]) == row["prompt"]
+    assert ds.chosen[i][-1] == EOS and _TOK.decode(ds.chosen[i]) == row["chosen"]
+    assert _TOK.decode(ds.rejected[i]) == row["rejected"]
+  assert ds.where[3] == f"{tmp_path / 'r.jsonl'}:4"
+
+
+def test_hf_tokenizer_dataset_uses_its_ids(tmp_path):
+  tokenizers = pytest.importorskip("tokenizers", reason="tokenizers not installed (prefjax[lm])")
+  tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(
+      {"<unk>": 0, "<s>": 1, "</s>": 2, "a": 3, "b": 4, "c": 5}, unk_token="<unk>"))
+  tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+  tok.save(str(tmp_path / "tokenizer.json"))
+  ds = data.PreferenceDataset.from_rows([{"prompt": "a b", "chosen": "c", "rejected": "a a"}],
+                                        tokenizer=str(tmp_path / "tokenizer.json"), max_length=8)
+  batch = ds.collate([0])
+  # No pad token: EOS (2) pads; BOS is <s> (1).
+  np.testing.assert_array_equal(batch["chosen_tokens_BxL"][0], [1, 3, 4, 5, 2, 2, 2, 2])
+  np.testing.assert_array_equal(batch["rejected_loss_mask_BxL"][0], [0, 0, 0, 1, 1, 1, 0, 0])
+  data.check_vocab(ds.tokenizer, 6)
+  with pytest.raises(PrefjaxError, match="vocab_size is 5"):
+    data.check_vocab(ds.tokenizer, 5)
+  with pytest.raises(PrefjaxError, match="does not exist"):
+    data.PreferenceDataset.from_rows([], tokenizer=str(tmp_path / "missing.json"))
+
+
+def test_chat_message_layouts_agree():
+  q = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi?"}]
+  a, b = {"role": "assistant", "content": "hello"}, {"role": "assistant", "content": "go away"}
+  layouts = [
+      {"prompt": q, "chosen": [a], "rejected": [b]},  # TRL conversational
+      {"prompt": q, "chosen": q + [a], "rejected": q + [b]},  # whole conversations (UltraFeedback)
+      {"chosen": q + [a], "rejected": q + [b]},  # implicit prompt: the shared message prefix
+  ]
+  ds = data.PreferenceDataset.from_rows(layouts, max_length=128)
+  prompt_text = "<|system|>\nbe brief\n<|user|>\nhi?\n<|assistant|>\n"
+  for i in range(3):
+    assert _TOK.decode(ds.prompts[i]) == prompt_text
+    assert _TOK.decode(ds.chosen[i]) == "hello\n"
+    assert _TOK.decode(ds.rejected[i]) == "go away\n"
+  # A string prompt with message-list responses: the prompt is one user message.
+  ds = data.PreferenceDataset.from_rows(
+      [{"prompt": "hi?", "chosen": [{"role": "user", "content": "hi?"}, a], "rejected": [b]}],
+      max_length=128)
+  assert _TOK.decode(ds.prompts[0]) == "<|user|>\nhi?\n<|assistant|>\n"
+  assert _TOK.decode(ds.chosen[0]) == "hello\n" and _TOK.decode(ds.rejected[0]) == "go away\n"
+  # Implicit prompt when one conversation extends the other: every response keeps a message.
+  u2 = {"role": "user", "content": "more"}
+  ds = data.PreferenceDataset.from_rows([{"chosen": q + [a], "rejected": q + [a, u2, b]}],
+                                        max_length=128)
+  assert _TOK.decode(ds.prompts[0]) == prompt_text and _TOK.decode(ds.chosen[0]) == "hello\n"
+  assert _TOK.decode(ds.rejected[0]) == "hello\n<|user|>\nmore\n<|assistant|>\ngo away\n"
+
+
+def test_custom_chat_template():
+  def template(messages, add_generation_prompt):
+    text = "".join(f"[{m['role'].upper()}] {m['content']} " for m in messages)
+    return text + "[ASSISTANT] " if add_generation_prompt else text
+  ds = data.PreferenceDataset.from_rows(
+      [{"prompt": [{"role": "user", "content": "x"}], "chosen": [{"role": "assistant", "content": "y"}],
+        "rejected": [{"role": "assistant", "content": "z"}]}], max_length=64, chat_template=template)
+  assert _TOK.decode(ds.prompts[0]) == "[USER] x [ASSISTANT] "
+  assert _TOK.decode(ds.chosen[0]) == "y "
+  # Empty content is an empty response even when the template renders it as non-blank text.
+  ds = data.PreferenceDataset.from_rows(
+      [{"prompt": "x", "chosen": [{"role": "assistant", "content": " "}], "rejected": "z"},
+       {"prompt": "x", "chosen": "y", "rejected": "z"}], max_length=64, chat_template=template)
+  assert ds.report.dropped == {"empty_chosen": 1}
+
+  def bad(messages, add_generation_prompt):
+    return ("G" if add_generation_prompt else "") + "".join(m["content"] for m in messages)
+  with pytest.raises(PrefjaxError, match="<memory>:1.*chat template"):
+    data.PreferenceDataset.from_rows(
+        [{"prompt": [{"role": "user", "content": "x"}],
+          "chosen": [{"role": "assistant", "content": "y"}],
+          "rejected": [{"role": "assistant", "content": "z"}]}], chat_template=bad)
+
+
+def test_prompt_first_truncation_cuts_exactly_what_the_policy_says():
+  prompt, short, long = "abcdefghi", "xyz", "uvwxyzuvw"  # 10, 4 and 10 tokens with BOS / EOS
+  # L = 16, P = 6: R = 10, the prompt keeps max(P, L - R) = 6 tokens: BOS + its last 5 bytes.
+  ds = data.PreferenceDataset.from_rows([{"prompt": prompt, "chosen": short, "rejected": long}],
+                                        max_length=16, max_prompt_length=6)
+  np.testing.assert_array_equal(ds.prompts[0], [BOS] + _bytes("efghi"))
+  np.testing.assert_array_equal(ds.rejected[0], _bytes(long) + [EOS])
+  assert (ds.report.truncated_prompts, ds.report.truncated_responses) == (1, 0)
+  # P = 8: the prompt keeps 8 tokens, leaving 8 for responses: the long one loses its last 2 (EOS).
+  ds = data.PreferenceDataset.from_rows([{"prompt": prompt, "chosen": short, "rejected": long}],
+                                        max_length=16, max_prompt_length=8)
+  np.testing.assert_array_equal(ds.prompts[0], [BOS] + _bytes("cdefghi"))
+  np.testing.assert_array_equal(ds.chosen[0], _bytes(short) + [EOS])
+  np.testing.assert_array_equal(ds.rejected[0], _bytes(long)[:8])
+  assert (ds.report.truncated_prompts, ds.report.truncated_responses) == (1, 1)
+  batch = ds.collate([0])
+  assert batch["rejected_attention_mask_BxL"][0].all()  # exactly L tokens
+  # A short prompt is not cut below its length; only the response is.
+  ds = data.PreferenceDataset.from_rows([{"prompt": "ab", "chosen": "x" * 30, "rejected": "y"}],
+                                        max_length=16, max_prompt_length=8)
+  np.testing.assert_array_equal(ds.prompts[0], [BOS] + _bytes("ab"))
+  assert len(ds.chosen[0]) == 13 and ds.report.truncated_prompts == 0
+  # Responses identical after truncation are dropped and counted.
+  ds = data.PreferenceDataset.from_rows(
+      [{"prompt": "p", "chosen": "same prefix A", "rejected": "same prefix B"},
+       {"prompt": "p", "chosen": "a", "rejected": "b"}], max_length=8)
+  assert ds.report.dropped == {"identical_after_truncation": 1} and len(ds) == 1
+
+
+def test_drops_are_counted_reported_and_logged(tmp_path, caplog):
+  rows = [
+      {"prompt": "p", "chosen": "good", "rejected": "bad"},
+      {"prompt": "p", "chosen": "", "rejected": "bad"},
+      {"prompt": "p", "chosen": "good", "rejected": "  \n"},
+      {"prompt": "p", "chosen": "same", "rejected": "same"},
+      {"prompt": "x" * 40, "chosen": "good", "rejected": "bad"},
+      {"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": ""}],
+       "rejected": [{"role": "assistant", "content": "b"}]},
+      {"prompt": "p", "chosen": "fine", "rejected": "also fine"},
+  ]
+  path = _write(tmp_path / "d.jsonl", rows[:4] + [""] + rows[4:])  # a blank line is skipped
+  with caplog.at_level(logging.WARNING, logger="prefjax.lm.data"):
+    ds = data.PreferenceDataset.from_jsonl(path, max_length=32)
+  r = ds.report
+  assert (r.rows, r.kept, len(ds)) == (7, 2, 2)
+  assert r.dropped == {"empty_chosen": 2, "empty_rejected": 1, "identical": 1, "prompt_too_long": 1}
+  assert r.dropped_lines["empty_chosen"] == [f"{path}:2", f"{path}:7"]
+  assert r.dropped_lines["prompt_too_long"] == [f"{path}:6"]
+  assert "5 dropped" in str(r) and "prompt_too_long" in caplog.text
+  json.dumps(r.to_dict())  # serialisable for summary.json
+  # long_prompt="truncate" keeps the long prompt, cut by rule 2 to max(P, L - R) = 32 - 5 tokens.
+  ds = data.PreferenceDataset.from_jsonl(path, max_length=32, long_prompt="truncate")
+  assert "prompt_too_long" not in ds.report.dropped and len(ds) == 3
+  np.testing.assert_array_equal(ds.prompts[1], [BOS] + _bytes("x" * 26))
+  with pytest.raises(PrefjaxError, match="no usable rows"):
+    data.PreferenceDataset.from_rows([rows[1], rows[3]])
+
+
+@pytest.mark.parametrize("line,match", [
+    ('{"prompt": "p", "chosen": "a"', "invalid JSON"),
+    ('["p", "a", "b"]', "must be a JSON object"),
+    ('{"prompt": "p", "rejected": "b"}', "missing field 'chosen'"),
+    ('{"prompt": "p", "chosen": 3, "rejected": "b"}', "'chosen' must be a string or a list"),
+    ('{"prompt": [{"role": "user"}], "chosen": "a", "rejected": "b"}', r"'prompt'\[0\] must be"),
+    ('{"chosen": "a", "rejected": "b"}', "missing field 'prompt'"),
+])
+def test_malformed_lines_name_file_and_line(tmp_path, line, match):
+  good = {"prompt": "p", "chosen": "a", "rejected": "b"}
+  path = _write(tmp_path / "m.jsonl", [good, good, line, good])
+  with pytest.raises(PrefjaxError, match=f"m.jsonl:3: .*{match}"):
+    data.PreferenceDataset.from_jsonl(path, max_length=16)
+  ds = data.PreferenceDataset.from_jsonl(path, max_length=16, on_malformed="drop")
+  assert ds.report.dropped == {"malformed": 1} and ds.report.dropped_lines["malformed"] == [
+      f"{path}:3"] and len(ds) == 3
+
+
+def test_bad_options_and_missing_file(tmp_path):
+  with pytest.raises(PrefjaxError, match="does not exist"):
+    data.PreferenceDataset.from_jsonl(tmp_path / "none.jsonl")
+  row = [{"prompt": "p", "chosen": "a", "rejected": "b"}]
+  for kwargs, match in ((dict(max_length=1), "max_length"),
+                        (dict(max_length=8, max_prompt_length=8), "max_prompt_length"),
+                        (dict(on_malformed="skip"), "on_malformed"),
+                        (dict(long_prompt="cut"), "long_prompt")):
+    with pytest.raises(PrefjaxError, match=match):
+      data.PreferenceDataset.from_rows(row, **kwargs)
+
+
+def _dataset(n=10):
+  return data.PreferenceDataset.from_rows(
+      [{"prompt": f"p{i}", "chosen": f"c{i}", "rejected": f"r{i}"} for i in range(n)], max_length=12)
+
+
+def _ids(batch):
+  """The example indices of a batch (decoded from the prompt "p<i>")."""
+  prompt_BxL = (batch["chosen_attention_mask_BxL"] == 1) & (batch["chosen_loss_mask_BxL"] == 0)
+  return [int(_TOK.decode(row[m])[1:]) for row, m in zip(batch["chosen_tokens_BxL"], prompt_BxL)]
+
+
+def test_shuffling_is_deterministic_and_each_epoch_a_permutation():
+  ds = _dataset(10)
+  take = lambda it, k: [_ids(next(it)) for _ in range(k)]
+  a, b = take(ds.iterator(4, seed=3), 5), take(ds.iterator(4, seed=3), 5)
+  assert a == b
+  assert take(ds.iterator(4, seed=4), 5) != a
+  stream = sum(a, [])  # 20 examples = 2 epochs, batches spanning the epoch boundary
+  assert sorted(stream[:10]) == list(range(10)) and sorted(stream[10:]) == list(range(10))
+  assert stream[:10] != stream[10:]
+  assert stream[:10] == data.epoch_permutation(10, 3, 0).tolist()
+  assert sum(take(ds.iterator(5, shuffle=False), 2), []) == list(range(10))
+
+
+def test_iterator_state_resume_gives_the_same_following_batches():
+  ds = _dataset(7)
+  it = ds.iterator(3, seed=11)
+  for _ in range(4):
+    next(it)
+  state = json.loads(json.dumps(it.state()))  # through JSON, as in a checkpoint
+  assert all(isinstance(v, int) for v in state.values())
+  following = [next(it) for _ in range(5)]
+  resumed = ds.iterator(3, seed=11, state=state)
+  for want in following:
+    got = next(resumed)
+    for k in data.PAIR_KEYS:
+      np.testing.assert_array_equal(got[k], want[k])
+  with pytest.raises(PrefjaxError, match="for 7 examples, this dataset has 10"):
+    _dataset(10).iterator(3, seed=11, state=state)
+  with pytest.raises(PrefjaxError, match="seed=11"):
+    ds.iterator(3, seed=12, state=state)
+  with pytest.raises(PrefjaxError, match="lacks"):
+    ds.iterator(3, seed=11, state={"epoch": 0})
+
+
+def test_num_epochs_and_eval_batches():
+  ds = _dataset(7)
+  it = ds.iterator(3, seed=0, num_epochs=2)
+  batches = list(it)
+  assert len(batches) == 4 and it.skipped_at_end == 2  # 14 examples: 4 batches of 3, 2 left
+  evals = list(ds.batches(3))
+  assert [len(b["chosen_tokens_BxL"]) for b in evals] == [3, 3, 1]
+  assert sum((_ids(b) for b in evals), []) == list(range(7))
+
+
+def test_multi_response_rows(tmp_path):
+  rows = [{"prompt": "q", "responses": ["a", "bb", "ccc"], "scores": [0.5, 1, -2]},
+          {"prompt": "q", "responses": ["a", "", "c"], "scores": [0, 0, 0]},
+          {"prompt": "q", "responses": ["a", "a", "a"], "scores": [1, 2, 3]},
+          {"prompt": [{"role": "user", "content": "hi"}],
+           "responses": [[{"role": "assistant", "content": "x"}], "y", "z"], "scores": [3, 2, 1]}]
+  ds = data.MultiResponseDataset.from_jsonl(_write(tmp_path / "k.jsonl", rows), max_length=40)
+  assert ds.num_responses == 3 and len(ds) == 2
+  assert ds.report.dropped == {"empty_response": 1, "identical": 1}
+  batch = ds.collate([0, 1])
+  assert batch["tokens_BxKxL"].shape == (2, 3, 40) and batch["tokens_BxKxL"].dtype == np.int32
+  np.testing.assert_array_equal(batch["scores_BxK"], np.float32([[0.5, 1, -2], [3, 2, 1]]))
+  for j, resp in enumerate(["a", "bb", "ccc"]):
+    t, l, a = _expected_row([BOS] + _bytes("q"), _bytes(resp) + [EOS], 40)
+    np.testing.assert_array_equal(batch["tokens_BxKxL"][0, j], t)
+    np.testing.assert_array_equal(batch["loss_mask_BxKxL"][0, j], l)
+    np.testing.assert_array_equal(batch["attention_mask_BxKxL"][0, j], a)
+  assert _TOK.decode(batch["tokens_BxKxL"][1, 0][batch["loss_mask_BxKxL"][1, 0] == 1]) == "x\n"
+  it = ds.iterator(2, seed=0)
+  next(it)
+  state = it.state()
+  want = next(it)
+  np.testing.assert_array_equal(next(ds.iterator(2, seed=0, state=state))["scores_BxK"],
+                                want["scores_BxK"])
+
+
+@pytest.mark.parametrize("row,match", [
+    ({"prompt": "q", "responses": ["a", "b"], "scores": [1, 2]}, "2 responses, but the dataset has K = 3"),
+    ({"prompt": "q", "responses": ["a", "b", "c"], "scores": [1, 2]}, "3 finite numbers"),
+    ({"prompt": "q", "responses": ["a", "b", "c"], "scores": [1, float("nan"), 2]}, "finite"),
+    ({"prompt": "q", "responses": "abc", "scores": [1, 2, 3]}, "at least 2 responses"),
+])
+def test_multi_response_malformed(tmp_path, row, match):
+  good = {"prompt": "q", "responses": ["a", "b", "c"], "scores": [1, 2, 3]}
+  path = _write(tmp_path / "k.jsonl", [good, row])
+  with pytest.raises(PrefjaxError, match=f"k.jsonl:2: .*{match}"):
+    data.MultiResponseDataset.from_jsonl(path)
+
+
+def test_packing_layout_state_and_segment_sums():
+  rows = [{"prompt": f"p{i}", "chosen": "c" * (1 + i % 4), "rejected": "r" * (1 + (i * 3) % 5)}
+          for i in range(9)]
+  ds = data.PreferenceDataset.from_rows(rows, max_length=20)
+  it = ds.iterator(2, seed=5, pack_segments=3)
+  batches = [next(it) for _ in range(4)]
+  stream = np.concatenate([data.epoch_permutation(9, 5, e) for e in range(4)]).tolist()
+  position = 0
+  for batch in batches:
+    seen = []
+    assert sorted(batch) == sorted(data.PACKED_KEYS)
+    for b in range(2):
+      for side in ("chosen", "rejected"):
+        seg = batch[f"{side}_segment_ids_BxL"][b]
+        n = batch["num_pairs_B"][b]
+        assert 1 <= n <= 3 and seg.max() == n
+        np.testing.assert_array_equal(seg > 0, batch[f"{side}_attention_mask_BxL"][b] == 1)
+        for s in range(1, n + 1):
+          m = seg == s
+          toks, loss = batch[f"{side}_tokens_BxL"][b][m], batch[f"{side}_loss_mask_BxL"][b][m]
+          np.testing.assert_array_equal(batch[f"{side}_positions_BxL"][b][m], np.arange(m.sum()))
+          i = int(_TOK.decode(toks[loss == 0])[1:])  # the segment's prompt names its example
+          if side == "chosen":
+            seen.append(i)
+          assert toks[0] == BOS and _TOK.decode(toks[loss == 1]) == rows[i][side]
+    # Each batch packs the next consecutive examples of the unpacked iterator's stream.
+    assert len(seen) == batch["num_pairs_B"].sum()
+    assert sorted(seen) == sorted(stream[position:position + len(seen)])
+    position += len(seen)
+  assert max(b["num_pairs_B"].max() for b in batches) >= 2  # rows really hold several pairs
+  # Resuming gives the same packed batches.
+  it = ds.iterator(2, seed=5, pack_segments=3)
+  next(it)
+  state = it.state()
+  want = next(it)
+  got = next(ds.iterator(2, seed=5, pack_segments=3, state=state))
+  for k in data.PACKED_KEYS:
+    np.testing.assert_array_equal(got[k], want[k])
+  with pytest.raises(PrefjaxError, match="pack_segments"):
+    ds.iterator(2, seed=5, state=state)
+  # segment_sums == a loop over segments.
+  vals = np.random.default_rng(0).normal(size=want["chosen_tokens_BxL"].shape)
+  sums = data.segment_sums(vals, want["chosen_loss_mask_BxL"], want["chosen_segment_ids_BxL"], 3)
+  for b in range(2):
+    for s in range(3):
+      m = (want["chosen_segment_ids_BxL"][b] == s + 1) & (want["chosen_loss_mask_BxL"][b] == 1)
+      np.testing.assert_allclose(sums[b, s], vals[b][m].sum())
