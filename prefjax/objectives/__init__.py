@@ -4,6 +4,16 @@ Pairwise (DPO family, THEORY.md §2 and §5): `pairwise_loss(name, policy_chosen
 ref_chosen_logps, ref_rejected_logps, *, beta, ...)` returns per-example losses `[B]`;
 `pairwise_loss_and_metrics` adds TRL-style reward metrics. `list_objectives()` gives the accepted names
 (TRL's `loss_type` names included), `register_pairwise` adds new ones.
+
+Other families live in their modules, each with its own entry point or registry:
+- `listwise` — K responses per prompt: `listwise_loss(name, ...)` (InfoNCA, NCA, Plackett–Luce, PRO, LiPO-λ,
+  MPO), Curry-DPO curricula, AMPO subset selection (THEORY.md §3);
+- `ot` — optimal-transport (AOT) losses with convex costs, soft sorting, a global sort under sharding and the
+  FSD-violation metric (§5);
+- `margins` — MMPO soft targets, β-DPO's batch-adaptive β, γ-PO margins (§2);
+- `single` — single-response and cross-prompt objectives: DRO, BCO, JPO, Cringe, SimpleMix (§2);
+- `nash` — Nash-learning and self-play objectives on preference games: online IPO, Nash-MD(-PG), EGPO's
+  extragradient step, SPPO, SPIN, each with an exact and a sampled twin (§4).
 """
 
 from prefjax.objectives.divergences import DIVERGENCES
@@ -21,6 +31,11 @@ from prefjax.objectives.pairwise import pairwise_loss
 from prefjax.objectives.pairwise import pairwise_loss_and_metrics
 from prefjax.objectives.pairwise import register_pairwise
 from prefjax.objectives.registry import Registry
+from prefjax.objectives import listwise
+from prefjax.objectives import margins
+from prefjax.objectives import nash
+from prefjax.objectives import ot
+from prefjax.objectives import single
 
 __all__ = [
     "DIVERGENCES",
@@ -33,6 +48,11 @@ __all__ = [
     "SmoothingRange",
     "divergence_score",
     "is_batch_coupled",
+    "listwise",
+    "margins",
+    "nash",
+    "ot",
+    "single",
     "list_divergences",
     "list_objectives",
     "pairwise_loss",
