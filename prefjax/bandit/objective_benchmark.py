@@ -1,0 +1,738 @@
+"""Every registered preference objective trained on the same contextual-bandit data, with exact metrics.
+
+`run_objective_benchmark(config, workdir)` (experiment `objective_benchmark`, issue 5 item 4) draws one
+contextual preference bandit (`prefjax.bandit.contextual`), and for every objective of every family trains a
+feature policy (linear or MLP, logits offset by log π_ref) with Adam on mini-batches of prompts from an
+offline dataset sampled from π_ref. Every objective sees the same datasets (the dataset of seed s is drawn
+from seed s's key, whatever the objective) and is evaluated exactly: oracle reward, KL(π ‖ π_ref), win rate
+against π_ref, TV distance to π*_β ∝ π_ref e^{r̄/β}, and the FSD violation of the policy's reward distribution
+against π_ref's.
+
+The families and the data format each trains on are the adapter registry `FAMILIES`:
+
+| family | data | objectives |
+|---|---|---|
+| pairwise | the pair (y_1, y_2) with its BT label | `prefjax.objectives.pairwise` (DPO, IPO, rDPO, AOT, ...) |
+| listwise | all K responses with their PL ranking (rank-labelled objectives) or graded labels K−1−rank (or the scalar scores, `config.listwise_labels = "scores"`) for reward-labelled ones | `prefjax.objectives.listwise` |
+| distributional | pairs, batch-coupled: AOT with the non-logistic convex costs of `prefjax.objectives.ot` (the logistic ones are the pairwise `aot`, `aot_unpaired`) | `aot_paired_<cost>`, `aot_unpaired_<cost>` |
+| single | single responses (x, y_1, score_1); a value function V(x) = w·[c_x, 1] is trained with the policy | `dro` (DRO-V, `prefjax.objectives.single`) |
+| margins | the labelled pair with the quality margin m = score_w − score_l | `mmpo` (soft target σ(γ m), `prefjax.objectives.margins`) |
+
+Not included: stateful objectives (BCO with its running δ, β-DPO's EMA statistics) and γ-PO (batch-coupled
+margins with extra hyper-parameters) — they need a state carried through the scan, which this trainer does
+not carry yet; JPO (cross-prompt pairs) and Cringe (token-level) need data this bandit does not build.
+
+A family appears when its module exists (objective families land one at a time). Each objective is run on
+one grid of "settings" (label-noise rate ε, number of prompts used) that holds the main run, the label-noise
+sweep and the ranked-data (prompt-count) sweep; the datasets have `num_prompts` prompts and a setting with
+fewer prompts trains on the first ones. Settings × seeds are vmapped and all objectives are one XLA program
+(one compilation), as in `prefjax.bandit.train.make_sweep`.
+
+Workdir:
+- config.json; metrics.jsonl — one line per (objective, setting, recorded step), seed means of the metrics;
+- arrays.npz — `steps` [R]; `settings_noise` [H], `settings_prompts` [H]; `frontier_beta` [F],
+  `frontier_kl` [F], `frontier_reward` [F] (π*_β' for a grid of β'); and per objective
+  `{objective}__{metric}` [H, S, R] for metric in loss, reward, kl, win_rate, tv_to_optimum, fsd_violation
+  (settings × seeds × recorded steps);
+- summary.json — the reference policy's and π*_β's metrics, per objective the seed-mean final metrics with
+  95% t-intervals (main setting), the label-noise sweep (and whether a robust objective beats DPO at the
+  highest noise), the ranked-data sweep (prompts each objective needs to reach `target_gain` of π*_β's reward
+  gain over π_ref, and whether listwise objectives need fewer than DPO), and the run time;
+- table.md, figure.png (Pareto front: oracle reward vs KL, one marker per objective, π*_β' frontier; the
+  label-noise and ranked-data sweeps).
+"""
+
+import dataclasses
+import importlib
+import time
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from prefjax import intervals
+from prefjax import objectives
+from prefjax import workdir as workdir_lib
+from prefjax.bandit import contextual
+from prefjax.bandit import train as train_lib
+from prefjax.errors import PrefjaxError
+from prefjax.objectives.pairwise import PAIRWISE_REGISTRY
+from prefjax.objectives.registry import Registry
+
+METRICS = ("loss",) + contextual.Evaluation._fields
+MAIN, NOISE, PROMPTS = "main", "label_noise", "ranked_data"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Adapters: objective family → data format and loss over a batch.
+# ----------------------------------------------------------------------------------------------------
+
+
+class Batch(NamedTuple):
+  """What an adapter's loss sees for B prompts (the policy's and reference's log-probs and the labels).
+
+  Attributes:
+    logp: `[B, K]` log π(y_k | x).
+    ref_logp: `[B, K]` log π_ref(y_k | x).
+    data: the `contextual.Dataset` rows of the batch.
+  """
+  logp: jax.Array
+  ref_logp: jax.Array
+  data: contextual.Dataset
+  values: jax.Array = None  # `[B]` V(x) for objectives with a value function (DRO), else None.
+
+
+class BenchHParams(NamedTuple):
+  """Swept values of one setting (scalars; `sweep` adds leading axes)."""
+  beta: jax.Array
+  lr: jax.Array
+  label_smoothing: jax.Array
+  noise: jax.Array
+  num_prompts: jax.Array  # int32: train on the first num_prompts prompts of the dataset.
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+  """An objective family: the data format it trains on, its objective names and a loss builder.
+
+  Attributes:
+    data_format: "pairs", "rankings" or "scores" (documentation and summary).
+    names: `() -> list[str]` canonical objective names (no aliases).
+    make_loss: `(name, options) -> loss(Batch, BenchHParams) -> scalar`; may raise `PrefjaxError`.
+    uses_label_smoothing: `(name) -> bool`, whether the objective reads ε.
+  """
+  data_format: str
+  names: Callable
+  make_loss: Callable
+  uses_label_smoothing: Callable = lambda name: False
+
+
+def _pair(batch):
+  """(chosen, rejected) log-probs of policy and reference from columns 0/1 and the pair label."""
+  c = batch.data.chosen[:, None]
+  pick = lambda x, i: jnp.take_along_axis(x[:, :2], i, axis=1)[:, 0]
+  return pick(batch.logp, c), pick(batch.logp, 1 - c), pick(batch.ref_logp, c), pick(batch.ref_logp, 1 - c)
+
+
+def _pairwise_names():
+  return [n for n in PAIRWISE_REGISTRY.names() if PAIRWISE_REGISTRY.canonical(n) == n]
+
+
+def _pairwise_uses_eps(name):
+  return PAIRWISE_REGISTRY.get(name).label_smoothing is not None
+
+
+def _pairwise_loss(name, options):
+  uses_eps = _pairwise_uses_eps(name)
+  options = dict(options)
+
+  def loss(batch, hp):
+    pw, pl, rw, rl = _pair(batch)
+    ones = jnp.ones_like(pw)
+    eps = hp.label_smoothing if uses_eps else 0.0
+    return objectives.pairwise_loss(name, pw, pl, rw, rl, beta=hp.beta, label_smoothing=eps,
+                                    chosen_lengths=ones, rejected_lengths=ones, **options).mean()
+
+  one = jnp.ones((2,), jnp.float32)  # Fail early on unknown names and bad static options (no compilation).
+  jax.eval_shape(lambda x: objectives.pairwise_loss(name, x, x, x, x, beta=1.0, chosen_lengths=x,
+                                                    rejected_lengths=x, **options), one)
+  return loss
+
+
+def _listwise_module():
+  try:
+    return importlib.import_module("prefjax.objectives.listwise")
+  except ImportError:
+    return None
+
+
+def _listwise_names():
+  mod = _listwise_module()
+  reg = mod.LISTWISE_REGISTRY
+  return [n for n in reg.names() if reg.canonical(n) == n]
+
+
+def _listwise_loss(name, options):
+  mod = _listwise_module()
+  options = dict(options)
+  labels_from = options.pop("labels", "ranks")
+  if labels_from not in ("ranks", "scores"):
+    raise PrefjaxError(f"listwise labels must be 'ranks' or 'scores', got {labels_from!r}")
+  entry = mod.LISTWISE_REGISTRY.get(name)
+
+  def loss(batch, hp):
+    k = batch.logp.shape[1]
+    if entry.labels == "ranks":
+      labels = {"ranks": batch.data.ranks}
+    elif labels_from == "ranks":  # Graded labels ψ = K − 1 − rank (higher is better).
+      labels = {"rewards": (k - 1 - batch.data.ranks).astype(batch.logp.dtype)}
+    else:
+      labels = {"rewards": batch.data.scores}
+    return mod.listwise_loss(name, batch.logp, batch.ref_logp, beta=hp.beta, **labels, **options).mean()
+
+  z = jnp.zeros((1, 3), jnp.float32)  # Fail early on unknown options (no compilation).
+  jax.eval_shape(lambda x: mod.listwise_loss(name, x, x, beta=1.0, rewards=x, ranks=jnp.asarray([[0, 1, 2]]),
+                                             **options), z)
+  return loss
+
+
+def _ot_module():
+  try:
+    return importlib.import_module("prefjax.objectives.ot")
+  except ImportError:
+    return None
+
+
+_OT_PREFIXES = {"aot_paired_": "aot_paired_loss", "aot_unpaired_": "aot_unpaired_loss"}
+
+
+def _ot_names():
+  reg = _ot_module().OT_COSTS
+  costs = [c for c in reg.names() if reg.canonical(c) == c and c != "logistic"]
+  return [prefix + c for prefix in _OT_PREFIXES for c in costs]
+
+
+def _ot_loss(name, options):
+  mod = _ot_module()
+  for prefix, fn_name in _OT_PREFIXES.items():
+    if name.startswith(prefix):
+      cost = name[len(prefix):]
+      mod.OT_COSTS.get(cost)
+      fn = getattr(mod, fn_name)
+      break
+  else:
+    raise PrefjaxError(f"unknown distributional objective {name!r}; known: {_ot_names()}")
+  options = dict(options)
+
+  def loss(batch, hp):
+    pw, pl, rw, rl = _pair(batch)
+    return fn(pw, pl, rw, rl, beta=hp.beta, cost=cost, **options).mean()
+
+  return loss
+
+
+def _module(name):
+  try:
+    return importlib.import_module(name)
+  except ImportError:
+    return None
+
+
+def _single_loss(name, options):
+  """DRO-V on single responses (x, y_1, score_1); V(x) = w·[c_x, 1] is trained with the policy."""
+  if name != "dro":
+    raise PrefjaxError(f"unknown single-response objective {name!r}; known: ['dro']")
+  mod = _module("prefjax.objectives.single")
+  if options:
+    raise PrefjaxError(f"'dro' takes no options, got {dict(options)}")
+
+  def loss(batch, hp):
+    out = mod.dro_losses(batch.logp[:, 0], batch.ref_logp[:, 0], batch.values, batch.data.scores[:, 0],
+                         tau=hp.beta)
+    return (out.policy + out.value).mean()
+
+  loss.needs_value = True
+  return loss
+
+
+def _margin_loss(name, options):
+  """MMPO on the labelled pair with quality margin m = score_w − score_l (soft target σ(γ m))."""
+  if name != "mmpo":
+    raise PrefjaxError(f"unknown margin objective {name!r}; known: ['mmpo']")
+  mod = _module("prefjax.objectives.margins")
+  options = dict(options)
+  gamma = float(options.pop("gamma", 1.0))
+  if options:
+    raise PrefjaxError(f"'mmpo' takes only the option gamma, got {sorted(options)}")
+
+  def loss(batch, hp):
+    pw, pl, rw, rl = _pair(batch)
+    c = batch.data.chosen[:, None]
+    s = batch.data.scores[:, :2]
+    m = jnp.take_along_axis(s, c, 1)[:, 0] - jnp.take_along_axis(s, 1 - c, 1)[:, 0]
+    return mod.mmpo_loss(pw, pl, rw, rl, m, beta=hp.beta, gamma=gamma).mean()
+
+  return loss
+
+
+FAMILIES: Registry[Family] = Registry("objective family")
+FAMILIES.register("pairwise", Family("pairs", _pairwise_names, _pairwise_loss, _pairwise_uses_eps))
+FAMILIES.register("listwise", Family("rankings", _listwise_names, _listwise_loss))
+FAMILIES.register("distributional", Family("pairs", _ot_names, _ot_loss))
+FAMILIES.register("single", Family("single responses with scores", lambda: ["dro"], _single_loss))
+FAMILIES.register("margins", Family("pairs with score margins", lambda: ["mmpo"], _margin_loss))
+_FAMILY_AVAILABLE = {"pairwise": lambda: True,
+                     "single": lambda: hasattr(_module("prefjax.objectives.single"), "dro_losses"),
+                     "margins": lambda: hasattr(_module("prefjax.objectives.margins"), "mmpo_loss"),
+                     "listwise": lambda: _listwise_module() is not None,
+                     "distributional": lambda: _ot_module() is not None}
+
+
+def available_families():
+  """Names of the families whose objective module exists, in registry order."""
+  return [f for f in FAMILIES.names() if _FAMILY_AVAILABLE.get(f, lambda: True)()]
+
+
+def list_benchmark_objectives():
+  """{objective name: family name} for every objective of every available family."""
+  out = {}
+  for family in available_families():
+    for name in FAMILIES.get(family).names():
+      out.setdefault(name, family)
+  return out
+
+
+def resolve_objective(name):
+  """The family of objective `name`; `family:name` forces a family. Unknown → `PrefjaxError`."""
+  if ":" in name:
+    family, _, name = name.partition(":")
+    FAMILIES.get(family)
+    if family not in available_families() or name not in FAMILIES.get(family).names():
+      raise PrefjaxError(f"unknown {family} objective {name!r}")
+    return family, name
+  known = list_benchmark_objectives()
+  if name not in known:
+    for family in available_families():  # Aliases (dpo, pl, ...) of a family's registry.
+      if family == "pairwise" and name in PAIRWISE_REGISTRY:
+        return family, name
+      if family == "listwise" and name in _listwise_module().LISTWISE_REGISTRY:
+        return family, name
+    raise PrefjaxError(f"unknown objective {name!r}; known: {sorted(known)}")
+  return known[name], name
+
+
+# ----------------------------------------------------------------------------------------------------
+# Training: a whole run as one pure function; settings × seeds vmapped; objectives in one program.
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+  """Static settings of a run (changing one recompiles)."""
+  num_prompts: int = 256
+  k: int = 4
+  score_noise: float = 0.0
+  policy: str = "linear"
+  hidden: int = 32
+  num_steps: int = 2000
+  batch_size: int = 32
+  record_every: int = 500
+  optimizer: str = "adam"
+
+
+def make_train(loss_fn, config):
+  """Returns `train(key, hparams, params) -> metrics`: sample data, train, evaluate exactly.
+
+  Args:
+    loss_fn: `loss(Batch, BenchHParams) -> scalar` from a family's `make_loss`.
+    config: `BenchConfig`.
+
+  Returns:
+    A pure function of a PRNG key, scalar `BenchHParams` and `contextual.ContextualParams`, returning a dict
+    metric → `[R + 1]` (recorded every `record_every` steps and at step 0), metrics `METRICS` and `step`.
+  """
+  if config.optimizer not in train_lib.OPTIMIZERS:
+    raise PrefjaxError(f"unknown optimizer {config.optimizer!r}; known: {sorted(train_lib.OPTIMIZERS)}")
+  if config.num_steps <= 0 or config.record_every <= 0 or config.num_steps % config.record_every:
+    raise PrefjaxError(
+        f"num_steps ({config.num_steps}) must be a positive multiple of record_every ({config.record_every})")
+  if config.batch_size <= 0:
+    raise PrefjaxError(f"batch_size must be positive, got {config.batch_size}")
+  transform = train_lib.OPTIMIZERS[config.optimizer]()
+  num_records = config.num_steps // config.record_every
+  needs_value = getattr(loss_fn, "needs_value", False)
+
+  def train(key, hp, params):
+    k_data, k_init, k_steps = jax.random.split(key, 3)
+    data = contextual.sample_dataset(k_data, params, config.num_prompts, config.k, noise=hp.noise,
+                                     score_noise=config.score_noise)
+    policy = contextual.init_policy(k_init, config.policy, params.features.shape[-1], config.hidden)
+    if needs_value:  # V(x) = w·[c_x, 1], trained jointly (DRO).
+      policy = dict(policy, value=jnp.zeros((params.context_features.shape[-1] + 1,), jnp.float32))
+
+    def batch_loss(policy, rows):
+      logits = contextual.policy_logits(policy, params)
+      ctx = rows.context[:, None]
+      values = None
+      if needs_value:
+        c = params.context_features[rows.context]
+        values = c @ policy["value"][:-1] + policy["value"][-1]
+      return loss_fn(Batch(logits[ctx, rows.responses], params.ref_logits[ctx, rows.responses], rows, values), hp)
+
+    grad_fn = jax.value_and_grad(batch_loss)
+
+    def step(carry, t):
+      policy, opt_state = carry
+      idx = jax.random.randint(jax.random.fold_in(k_steps, t), (config.batch_size,), 0, hp.num_prompts)
+      loss, grads = grad_fn(policy, jax.tree.map(lambda a: a[idx], data))
+      updates, opt_state = transform.update(grads, opt_state, policy)
+      policy = jax.tree.map(lambda p, u: p - hp.lr * u, policy, updates)
+      return (policy, opt_state), loss
+
+    def snapshot(policy, step_count, loss):
+      ev = contextual.evaluate(contextual.policy_logits(policy, params), params, hp.beta)
+      return dict(ev._asdict(), loss=jnp.asarray(loss, jnp.float32), step=jnp.asarray(step_count, jnp.int32))
+
+    def record(carry, r):
+      carry, losses = jax.lax.scan(step, carry, r * config.record_every + jnp.arange(config.record_every))
+      return carry, (snapshot(carry[0], (r + 1) * config.record_every, losses.mean()), losses[0])
+
+    carry = (policy, transform.init(policy))
+    _, (rest, first_losses) = jax.lax.scan(record, carry, jnp.arange(num_records))
+    first = snapshot(policy, 0, first_losses[0])
+    return jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
+
+  return train
+
+
+def make_sweep(trains, fast_compile=False):
+  """`sweep(keys [S], [BenchHParams [H]], params) -> [metrics [H, S, R+1]]`, every objective in one program."""
+
+  def over_grid(fn):
+    return jax.vmap(jax.vmap(fn, in_axes=(0, None, None)), in_axes=(None, 0, None))
+
+  grids = [over_grid(fn) for fn in trains]
+
+  def run_all(keys, hparams, params):
+    return [grid(keys, hp, params) for grid, hp in zip(grids, hparams)]
+
+  sweep = jax.jit(run_all)
+  if not fast_compile:
+    return sweep
+
+  def compile_and_run(*args):
+    compiled = sweep.lower(*args).compile(compiler_options={"xla_backend_optimization_level": 0})
+    return compiled(*args)
+
+  return compile_and_run
+
+
+# ----------------------------------------------------------------------------------------------------
+# The experiment.
+# ----------------------------------------------------------------------------------------------------
+
+
+def _settings(config):
+  """The grid [(kind, noise, num_prompts)] of the main run and both sweeps (deduplicated, kinds merged)."""
+  grid = {}
+  grid.setdefault((float(config.main_noise), int(config.num_prompts)), []).append(MAIN)
+  for eps in config.label_noise_levels:
+    grid.setdefault((float(eps), int(config.num_prompts)), []).append(NOISE)
+  for m in config.prompt_counts:
+    grid.setdefault((0.0, int(m)), []).append(PROMPTS)
+  return [(kinds, noise, m) for (noise, m), kinds in sorted(grid.items())]
+
+
+def _check_config(config):
+  if not (np.isfinite(config.beta) and config.beta > 0):
+    raise PrefjaxError(f"config.beta must be finite and > 0, got {config.beta}")
+  if not (np.isfinite(config.lr) and config.lr > 0):
+    raise PrefjaxError(f"config.lr must be finite and > 0, got {config.lr}")
+  for eps in tuple(config.label_noise_levels) + (config.main_noise,):
+    if not 0.0 <= float(eps) < 0.5:
+      raise PrefjaxError(f"label-noise rates must lie in [0, 0.5), got {eps} (config.label_noise_levels / "
+                         "config.main_noise)")
+  for m in config.prompt_counts:
+    if not 1 <= int(m) <= config.num_prompts:
+      raise PrefjaxError(f"config.prompt_counts entries must lie in [1, num_prompts = {config.num_prompts}], "
+                         f"got {m}")
+  if config.num_seeds < 1:
+    raise PrefjaxError(f"config.num_seeds must be >= 1, got {config.num_seeds}")
+  if not 2 <= config.responses_per_prompt <= config.num_responses:
+    raise PrefjaxError(f"K mismatch: config.responses_per_prompt = {config.responses_per_prompt} must lie in "
+                       f"[2, num_responses = {config.num_responses}]")
+
+
+def _objective_list(config):
+  """[(label, family, name, options, label_smoothing)] of `config.objectives` ('all' expands)."""
+  labels = []
+  for entry in config.objectives:
+    if entry == "all":
+      labels += [n for n in list_benchmark_objectives() if n not in config.exclude_objectives]
+    elif entry.endswith(":all"):
+      family = entry[:-4]
+      FAMILIES.get(family)
+      labels += [n for n in FAMILIES.get(family).names() if n not in config.exclude_objectives]
+    else:
+      labels.append(entry)
+  if not labels:
+    raise PrefjaxError("config.objectives selects no objective")
+  if len(set(labels)) != len(labels):
+    raise PrefjaxError(f"config.objectives names an objective twice: {labels}")
+  out = []
+  for label in labels:
+    settings = config.objective_settings.get(label, {})
+    settings = dict(settings.to_dict() if hasattr(settings, "to_dict") else settings)
+    family, name = resolve_objective(settings.pop("objective", label))
+    eps = settings.pop("label_smoothing", 0.0)
+    if eps != "noise" and not isinstance(eps, (int, float)):
+      raise PrefjaxError(f"objective_settings[{label!r}].label_smoothing must be a number or 'noise'")
+    if family == "listwise":
+      settings.setdefault("labels", config.listwise_labels)
+    fam = FAMILIES.get(family)
+    if eps not in (0, 0.0) and not fam.uses_label_smoothing(name):
+      raise PrefjaxError(f"objective {label!r} does not use label smoothing, got {eps!r}")
+    out.append((label, family, name, tuple(sorted(settings.items())), eps))
+  return out
+
+
+def _hparams(config, settings, eps):
+  noise = np.asarray([s[1] for s in settings], np.float32)
+  smoothing = noise if eps == "noise" else np.full_like(noise, float(eps))
+  n = len(settings)
+  return BenchHParams(beta=jnp.full((n,), config.beta, jnp.float32), lr=jnp.full((n,), config.lr, jnp.float32),
+                      label_smoothing=jnp.asarray(smoothing), noise=jnp.asarray(noise),
+                      num_prompts=jnp.asarray([s[2] for s in settings], jnp.int32))
+
+
+def make_env(config):
+  """The benchmark's bandit from `config` (its own seed, so every run of a config sees the same bandit)."""
+  return contextual.make_params(
+      jax.random.PRNGKey(config.env_seed), num_contexts=config.num_contexts,
+      num_responses=config.num_responses, context_dim=config.context_dim, reward_kind=config.reward_kind,
+      reward_scale=config.reward_scale, ref_scale=config.ref_scale, num_annotators=config.num_annotators)
+
+
+def _frontier(params, betas):
+  evs = [contextual.evaluate(contextual.optimal_logits(params, b), params, b) for b in betas]
+  return np.asarray([float(e.kl) for e in evs]), np.asarray([float(e.reward) for e in evs])
+
+
+def _stats(x):
+  mean, half = intervals.t_interval(np.asarray(x, np.float64), axis=0)
+  return {"mean": float(mean), "ci95": None if not np.isfinite(half) else float(half)}
+
+
+def run_objective_benchmark(config, workdir):
+  """Runs the benchmark described by `config` and writes the workdir (see the module docstring)."""
+  t_start = time.time()
+  _check_config(config)
+  objective_list = _objective_list(config)
+  settings = _settings(config)
+  wd = workdir_lib.Workdir(workdir)
+  wd.write_config(config)
+  params = make_env(config)
+  bench = BenchConfig(num_prompts=config.num_prompts, k=config.responses_per_prompt,
+                      score_noise=config.score_noise, policy=config.policy, hidden=config.hidden,
+                      num_steps=config.num_steps, batch_size=config.batch_size,
+                      record_every=config.record_every, optimizer=config.optimizer)
+  trains = [make_train(FAMILIES.get(family).make_loss(name, options), bench)
+            for _, family, name, options, _ in objective_list]
+  hparams = [_hparams(config, settings, eps) for *_, eps in objective_list]
+  keys = jax.random.split(jax.random.PRNGKey(config.seed), config.num_seeds)
+  print(f"objective_benchmark: {len(trains)} objectives x {len(settings)} settings x {config.num_seeds} seeds "
+        f"x {config.num_steps} steps", flush=True)
+  t0 = time.time()
+  outputs = make_sweep(trains, fast_compile=config.fast_compile)(keys, hparams, params)
+  outputs = jax.tree.map(np.asarray, outputs)
+  train_seconds = time.time() - t0
+  print(f"trained (compile + run) in {train_seconds:.1f}s", flush=True)
+
+  frontier_betas = np.geomspace(config.beta / 8, config.beta * 64, 25)
+  f_kl, f_reward = _frontier(params, frontier_betas)
+  arrays = {"steps": outputs[0]["step"][0, 0], "settings_noise": np.asarray([s[1] for s in settings]),
+            "settings_prompts": np.asarray([s[2] for s in settings]), "frontier_beta": frontier_betas,
+            "frontier_kl": f_kl, "frontier_reward": f_reward}
+  for (label, *_), out in zip(objective_list, outputs):
+    for m in METRICS:
+      arrays[f"{label}__{m}"] = out[m]
+    for h, (kinds, noise, prompts) in enumerate(settings):
+      for r, step in enumerate(arrays["steps"]):
+        wd.append_metrics({"objective": label, "noise": noise, "num_prompts": prompts, "step": int(step),
+                           **{m: float(out[m][h, :, r].mean()) for m in METRICS}})
+  wd.write_arrays(arrays)
+
+  ref_eval = contextual.evaluate(params.ref_logits, params, config.beta)
+  opt_eval = contextual.evaluate(contextual.optimal_logits(params, config.beta), params, config.beta)
+  summary = {
+      "experiment": config.name, "beta": config.beta, "num_seeds": config.num_seeds,
+      "num_steps": config.num_steps, "policy": config.policy,
+      "reference": {k: float(v) for k, v in ref_eval._asdict().items()},
+      "optimum": {k: float(v) for k, v in opt_eval._asdict().items()},
+      "settings": [{"kinds": k, "noise": n, "num_prompts": m} for k, n, m in settings],
+      "objectives": [], "train_seconds": train_seconds,
+  }
+  main = next(h for h, s in enumerate(settings) if MAIN in s[0])
+  for (label, family, name, options, eps), out in zip(objective_list, outputs):
+    entry = {"objective": label, "family": family, "name": name, "data": FAMILIES.get(family).data_format,
+             "options": dict(options), "label_smoothing": eps}
+    entry.update({m: _stats(out[m][main, :, -1]) for m in METRICS})
+    entry[NOISE] = [{"noise": s[1], **{m: _stats(out[m][h, :, -1]) for m in ("reward", "win_rate", "tv_to_optimum")}}
+                    for h, s in enumerate(settings) if NOISE in s[0]]
+    entry[PROMPTS] = [{"num_prompts": s[2], **{m: _stats(out[m][h, :, -1]) for m in ("reward", "tv_to_optimum")}}
+                      for h, s in enumerate(settings) if PROMPTS in s[0]]
+    summary["objectives"].append(entry)
+  summary["label_noise_verdict"] = _noise_verdict(summary, config)
+  summary["ranked_data_verdict"] = _prompts_verdict(summary, config)
+  summary["seconds"] = time.time() - t_start
+  wd.write_summary(summary)
+  wd.write_text("table.md", format_table(summary))
+  if config.figure:
+    plot_benchmark(wd.path)
+  summary["seconds"] = time.time() - t_start
+  wd.write_summary(summary)
+  print(f"objective_benchmark done in {summary['seconds']:.1f}s", flush=True)
+  return summary
+
+
+def _gain(reward, summary):
+  """Fraction of π*_β's reward gain over π_ref that a policy's reward achieves."""
+  ref, opt = summary["reference"]["reward"], summary["optimum"]["reward"]
+  return (reward - ref) / (opt - ref)
+
+
+def _noise_verdict(summary, config):
+  """At the highest noise: the best robust objective vs DPO (sigmoid), by seed-mean oracle reward."""
+  by_label = {e["objective"]: e for e in summary["objectives"]}
+  if not config.label_noise_levels or config.baseline_objective not in by_label:
+    return None
+  robust = [r for r in config.robust_objectives if r in by_label]
+  if not robust:
+    return None
+  top = max(float(e) for e in config.label_noise_levels)
+  at = lambda label: next(x for x in by_label[label][NOISE] if x["noise"] == top)
+  base = at(config.baseline_objective)
+  best = max(robust, key=lambda r: at(r)["reward"]["mean"])
+  ranking = sorted(by_label, key=lambda l: -at(l)["reward"]["mean"])
+  return {"noise": top, "baseline": config.baseline_objective, "baseline_reward": base["reward"],
+          "best_robust": best, "best_robust_reward": at(best)["reward"],
+          "robust_beats_baseline": bool(at(best)["reward"]["mean"] > base["reward"]["mean"]),
+          "robust_rewards": {r: at(r)["reward"]["mean"] for r in robust},
+          "ranking_by_reward": ranking}
+
+
+def _prompts_verdict(summary, config):
+  """Prompts each objective needs to reach `target_gain` of π*'s reward gain; listwise vs the baseline."""
+  if not config.prompt_counts:
+    return None
+  needed = {}
+  for e in summary["objectives"]:
+    reach = [x["num_prompts"] for x in sorted(e[PROMPTS], key=lambda x: x["num_prompts"])
+             if _gain(x["reward"]["mean"], summary) >= config.target_gain]
+    needed[e["objective"]] = reach[0] if reach else None
+  listwise = {e["objective"]: needed[e["objective"]] for e in summary["objectives"] if e["family"] == "listwise"}
+  base = needed.get(config.baseline_objective)
+  big = 10 * max(config.prompt_counts)
+  fewer = {k: (v or big) < (base or big) for k, v in listwise.items()}
+  return {"target_gain": config.target_gain, "prompts_needed": needed, "baseline": config.baseline_objective,
+          "listwise_fewer_than_baseline": fewer}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Table and figure (read back from the workdir).
+# ----------------------------------------------------------------------------------------------------
+
+
+def _fmt(s):
+  if s["ci95"] is None:
+    return f"{s['mean']:.3f}"
+  return f"{s['mean']:.3f} ± {s['ci95']:.3f}"
+
+
+def format_table(summary):
+  """Markdown: the main setting's metrics per objective (seed mean ± 95% CI), then both sweeps."""
+  lines = [f"β = {summary['beta']:g}, policy = {summary['policy']}, {summary['num_seeds']} seeds. "
+           f"π_ref: reward {summary['reference']['reward']:.3f}; π*_β: reward {summary['optimum']['reward']:.3f}, "
+           f"KL {summary['optimum']['kl']:.3f}, win rate {summary['optimum']['win_rate']:.3f}.", "",
+           "| objective | family | data | oracle reward | KL(π‖π_ref) | win rate vs π_ref | TV to π* | FSD violation |",
+           "|---|---|---|---|---|---|---|---|"]
+  for e in sorted(summary["objectives"], key=lambda e: -e["reward"]["mean"]):
+    lines.append(f"| {e['objective']} | {e['family']} | {e['data']} | {_fmt(e['reward'])} | {_fmt(e['kl'])} | "
+                 f"{_fmt(e['win_rate'])} | {_fmt(e['tv_to_optimum'])} | {_fmt(e['fsd_violation'])} |")
+  noise = summary["objectives"][0][NOISE]
+  if noise:
+    levels = [x["noise"] for x in noise]
+    lines += ["", "Label-noise sweep: oracle reward (seed mean) at flip rate ε", "",
+              "| objective | " + " | ".join(f"ε = {n:g}" for n in levels) + " |",
+              "|---|" + "---|" * len(levels)]
+    for e in summary["objectives"]:
+      lines.append(f"| {e['objective']} | " + " | ".join(f"{x['reward']['mean']:.3f}" for x in e[NOISE]) + " |")
+    v = summary.get("label_noise_verdict")
+    if v:
+      lines += ["", f"At ε = {v['noise']:g}: best robust objective {v['best_robust']} "
+                f"({_fmt(v['best_robust_reward'])}) vs {v['baseline']} ({_fmt(v['baseline_reward'])}): "
+                f"robust {'wins' if v['robust_beats_baseline'] else 'does not win'}."]
+  prompts = summary["objectives"][0][PROMPTS]
+  if prompts:
+    counts = [x["num_prompts"] for x in prompts]
+    lines += ["", "Ranked-data sweep: oracle reward (seed mean) with P prompts", "",
+              "| objective | " + " | ".join(f"P = {m}" for m in counts) + " |", "|---|" + "---|" * len(counts)]
+    for e in summary["objectives"]:
+      lines.append(f"| {e['objective']} | " + " | ".join(f"{x['reward']['mean']:.3f}" for x in e[PROMPTS]) + " |")
+    v = summary.get("ranked_data_verdict")
+    if v:
+      lines += ["", f"Prompts needed to reach {v['target_gain']:.0%} of π*'s reward gain: " + ", ".join(
+          f"{k} {'>' + str(max(counts)) if n is None else n}" for k, n in v["prompts_needed"].items()) + "."]
+  return "\n".join(lines) + "\n"
+
+
+FAMILY_COLORS = {"pairwise": "tab:blue", "listwise": "tab:orange", "distributional": "tab:green",
+                 "single": "tab:red", "margins": "tab:purple"}
+
+
+def plot_benchmark(workdir, out="figure.png", highlight=("sigmoid", "ipo", "robust", "cdpo", "plackett_luce",
+                                                          "infonca")):
+  """Pareto (oracle reward vs KL, one marker per objective, π*_β' frontier) and both sweeps → `out`."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  from prefjax import results  # pylint: disable=g-import-not-at-top
+
+  summary = results.load_summary(workdir)
+  arrays = results.load_arrays(workdir)
+  has_noise = bool(summary["objectives"][0][NOISE])
+  has_prompts = bool(summary["objectives"][0][PROMPTS])
+  panels = 1 + has_noise + has_prompts
+  fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 5.2), squeeze=False)
+  ax = axes[0, 0]
+  ax.plot(arrays["frontier_kl"], arrays["frontier_reward"], "k-", lw=1, label="π*_β' (KL-optimal front)")
+  ax.plot([summary["optimum"]["kl"]], [summary["optimum"]["reward"]], "k*", ms=12,
+          label=f"π*_β, β = {summary['beta']:g}")
+  ax.plot([0], [summary["reference"]["reward"]], "ks", ms=7, label="π_ref")
+  markers = "ovD^<>phPX*"
+  for i, e in enumerate(summary["objectives"]):
+    color = FAMILY_COLORS.get(e["family"], "tab:gray")
+    ax.errorbar(e["kl"]["mean"], e["reward"]["mean"], xerr=e["kl"]["ci95"] or 0, yerr=e["reward"]["ci95"] or 0,
+                fmt=markers[i % len(markers)], color=color, ms=6, capsize=2, alpha=0.85)
+    ax.annotate(e["objective"], (e["kl"]["mean"], e["reward"]["mean"]), fontsize=7, xytext=(3, 3),
+                textcoords="offset points")
+  for family, color in FAMILY_COLORS.items():
+    ax.plot([], [], "o", color=color, label=family)
+  max_kl = max([summary["optimum"]["kl"]] + [e["kl"]["mean"] for e in summary["objectives"]])
+  ax.set_xlim(-0.05 * max_kl, 1.6 * max_kl)
+  ax.set_xlabel("KL(π ‖ π_ref)")
+  ax.set_ylabel("oracle reward E r̄")
+  ax.set_title("Pareto: oracle reward vs KL (seed mean ± 95% CI)")
+  ax.legend(fontsize=7, loc="lower right")
+  shown = [e for e in summary["objectives"] if e["objective"] in highlight] or summary["objectives"][:6]
+  col = 1
+  if has_noise:
+    ax = axes[0, col]
+    col += 1
+    for e in shown:
+      xs = [x["noise"] for x in e[NOISE]]
+      ax.errorbar(xs, [x["reward"]["mean"] for x in e[NOISE]], yerr=[x["reward"]["ci95"] or 0 for x in e[NOISE]],
+                  marker="o", capsize=2, label=e["objective"])
+    ax.axhline(summary["optimum"]["reward"], color="k", lw=0.8, ls="--", label="π*_β")
+    ax.set_xlabel("label flip rate ε")
+    ax.set_ylabel("oracle reward")
+    ax.set_title("Label-noise sweep")
+    ax.legend(fontsize=7)
+  if has_prompts:
+    ax = axes[0, col]
+    for e in shown:
+      xs = [x["num_prompts"] for x in e[PROMPTS]]
+      ax.errorbar(xs, [x["reward"]["mean"] for x in e[PROMPTS]],
+                  yerr=[x["reward"]["ci95"] or 0 for x in e[PROMPTS]], marker="o", capsize=2, label=e["objective"])
+    ax.axhline(summary["optimum"]["reward"], color="k", lw=0.8, ls="--", label="π*_β")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("prompts in the dataset")
+    ax.set_ylabel("oracle reward")
+    ax.set_title("Ranked-data sweep")
+    ax.legend(fontsize=7)
+  fig.tight_layout()
+  path = workdir_lib.Workdir(workdir).file(out)
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path

@@ -1,0 +1,153 @@
+"""Tests of the objective benchmark: the runner end to end (:quick), adapters, vmap == loop, bad input."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.configs import objective_benchmark as config_lib
+from prefjax import results
+from prefjax.bandit import contextual
+from prefjax.bandit import objective_benchmark as ob
+from prefjax.errors import PrefjaxError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run_o0(fn, *args):
+  """jit(fn)(*args) compiled at XLA optimisation level 0 (these tests' time is compilation)."""
+  return jax.jit(fn).lower(*args).compile(compiler_options={"xla_backend_optimization_level": 0})(*args)
+
+
+def _tiny(k=2):
+  params = contextual.make_params(jax.random.PRNGKey(0), num_contexts=4, num_responses=5, context_dim=2)
+  data = contextual.sample_dataset(jax.random.PRNGKey(1), params, 6, k)
+  ctx = data.context[:, None]
+  logits = params.ref_logits + 0.3 * jax.random.normal(jax.random.PRNGKey(2), params.ref_logits.shape)
+  logits = jax.nn.log_softmax(logits, -1)
+  return ob.Batch(logits[ctx, data.responses], params.ref_logits[ctx, data.responses], data)
+
+
+def _hp(beta=0.5):
+  return ob.BenchHParams(*(jnp.float32(v) for v in (beta, 0.1, 0.0, 0.0)), jnp.int32(6))
+
+
+def test_every_available_objective_trains_through_its_adapter():
+  """Each objective of each family gives a finite loss on a K = 3 batch (training them is the benchmark); the pairwise
+  adapter is DPO on the labelled pair; at K = 2 the listwise Plackett–Luce adapter equals DPO on the same data
+  (the pair label and the ranking come from one draw)."""
+  names = ob.list_benchmark_objectives()
+  assert {"pairwise", "listwise", "distributional", "single", "margins"} <= set(names.values())
+  losses = {n: ob.FAMILIES.get(f).make_loss(n, (("labels", "ranks"),) if f == "listwise" else ())
+            for n, f in names.items()}
+  batch3 = _tiny(k=3)
+
+  def all_losses(batch):
+    def one(fn):
+      values = jnp.zeros(batch.logp.shape[:1]) if getattr(fn, "needs_value", False) else None
+      return fn(batch._replace(values=values), _hp())
+    return {n: one(fn) for n, fn in losses.items()}
+
+  for name, value in _run_o0(all_losses, batch3).items():
+    assert np.isfinite(float(value)), name
+
+  batch2 = _tiny(k=2)
+  d = jax.tree.map(np.asarray, batch2.data)
+  lp, ref = np.asarray(batch2.logp, np.float64), np.asarray(batch2.ref_logp, np.float64)
+  rows = np.arange(len(d.chosen))
+  rho = lp - ref
+  margin = rho[rows, d.chosen] - rho[rows, 1 - d.chosen]
+  dpo = np.mean(np.log1p(np.exp(-0.5 * margin)))
+  assert float(losses["sigmoid"](batch2, _hp())) == pytest.approx(dpo, rel=1e-5)
+  assert float(losses["plackett_luce"](batch2, _hp())) == pytest.approx(dpo, rel=1e-5)
+
+
+def test_vmap_equals_loop():
+  config = ob.BenchConfig(num_prompts=8, k=3, num_steps=20, batch_size=4, record_every=10, policy="mlp", hidden=4)
+  params = contextual.make_params(jax.random.PRNGKey(0), num_contexts=3, num_responses=4, context_dim=2)
+  train = ob.make_train(ob.FAMILIES.get("pairwise").make_loss("robust", ()), config)
+  keys = jax.random.split(jax.random.PRNGKey(5), 2)
+  hp = ob.BenchHParams(beta=jnp.asarray([0.5, 1.0]), lr=jnp.asarray([0.05, 0.02]),
+                       label_smoothing=jnp.asarray([0.0, 0.2]), noise=jnp.asarray([0.0, 0.2]),
+                       num_prompts=jnp.asarray([8, 5], jnp.int32))
+  (swept,) = ob.make_sweep([train], fast_compile=True)(keys, [hp], params)
+  one = lambda h: jax.tree.map(lambda a: a[h], hp)
+  single = jax.jit(train).lower(keys[0], one(0), params).compile(
+      compiler_options={"xla_backend_optimization_level": 0})
+  for h in range(2):
+    for s in range(2):
+      out = single(keys[s], one(h), params)
+      for m in ob.METRICS:
+        np.testing.assert_allclose(swept[m][h, s], out[m], rtol=2e-5, atol=2e-6, err_msg=f"{m} [{h}, {s}]")
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("objectives", ("sigmoid", "dpoo"), "dpoo"),
+    ("objectives", ("listwise:sigmoid",), "unknown listwise objective"),
+    ("responses_per_prompt", 9, "K mismatch"),
+    ("label_noise_levels", (0.0, 0.6), "label-noise"),
+    ("prompt_counts", (8, 1000), "prompt_counts"),
+    ("beta", -1.0, "beta"),
+])
+def test_bad_config_is_a_clear_error(tmp_path, field, value, message):
+  config = config_lib.get_config("quick")
+  config[field] = value
+  with pytest.raises(PrefjaxError, match=message):
+    ob.run_objective_benchmark(config, str(tmp_path))
+
+
+def test_label_smoothing_on_an_objective_without_it_is_an_error(tmp_path):
+  config = config_lib.get_config("quick")
+  config.objectives = ("hinge",)
+  config.objective_settings.hinge = {"label_smoothing": 0.1}
+  with pytest.raises(PrefjaxError, match="label smoothing"):
+    ob.run_objective_benchmark(config, str(tmp_path))
+
+
+@pytest.mark.slow
+def test_notebook_quick_run_writes_table_figure_and_summary(tmp_path):
+  """End to end: the Colab notebook runs the `:quick` config (one kernel, one compiled program), and the workdir
+  holds a consistent summary, arrays, metrics, table and figure."""
+  import nbformat  # pylint: disable=g-import-not-at-top
+  from nbclient import NotebookClient  # pylint: disable=g-import-not-at-top
+  nb = nbformat.read(os.path.join(ROOT, "colab", "objective_benchmark.ipynb"), as_version=4)
+  params = [c for c in nb.cells if c.cell_type == "code" and "QUICK = False" in c.source]
+  assert len(params) == 1, "the notebook must have one parameters cell with QUICK = False"
+  params[0].source = params[0].source.replace("QUICK = False", "QUICK = True").replace(
+      '"runs/objective_benchmark_colab"', repr(str(tmp_path)))
+  NotebookClient(nb, timeout=600, kernel_name="python3",
+                 resources={"metadata": {"path": os.path.join(ROOT, "colab")}}).execute()
+  outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+  assert "sigmoid" in outputs and "plackett_luce" in outputs
+
+  config = config_lib.get_config("quick")
+  summary = results.load_summary(str(tmp_path))
+  labels = [e["objective"] for e in summary["objectives"]]
+  assert labels == list(config.objectives)
+  assert {e["family"] for e in summary["objectives"]} == {"pairwise", "listwise"}
+  for e in summary["objectives"]:
+    for m in ("reward", "kl", "win_rate", "tv_to_optimum", "fsd_violation"):
+      assert np.isfinite(e[m]["mean"]), (e["objective"], m)
+    # Training moves the policy towards higher reward than π_ref.
+    assert e["reward"]["mean"] > summary["reference"]["reward"]
+    assert [x["noise"] for x in e["label_noise"]] == sorted(config.label_noise_levels)
+    assert [x["num_prompts"] for x in e["ranked_data"]] == sorted(config.prompt_counts)
+  # Without label noise rDPO is DPO: identical runs on identical data.
+  by = {e["objective"]: e for e in summary["objectives"]}
+  assert by["robust"]["reward"]["mean"] == pytest.approx(by["sigmoid"]["reward"]["mean"], abs=1e-6)
+  assert summary["label_noise_verdict"]["baseline"] == "sigmoid"
+  assert set(summary["ranked_data_verdict"]["listwise_fewer_than_baseline"]) == {"plackett_luce"}
+  arrays = results.load_arrays(str(tmp_path))
+  h = len(summary["settings"])
+  r = config.num_steps // config.record_every + 1
+  assert arrays["sigmoid__reward"].shape == (h, config.num_seeds, r)
+  # Step 0 is π_ref for every objective, setting and seed: KL 0, win rate ½.
+  np.testing.assert_allclose(arrays["plackett_luce__kl"][:, :, 0], 0.0, atol=1e-5)
+  np.testing.assert_allclose(arrays["plackett_luce__win_rate"][:, :, 0], 0.5, atol=1e-5)
+  # At π = π_ref the DPO loss is log 2 (THEORY.md §9).
+  np.testing.assert_allclose(arrays["sigmoid__loss"][:, :, 0], np.log(2.0), rtol=1e-5)
+  assert "| sigmoid | pairwise | pairs |" in (tmp_path / "table.md").read_text()
+  assert os.path.getsize(tmp_path / "figure.png") > 10_000
+  assert len(results.load_metrics(str(tmp_path))) == len(labels) * h * r
