@@ -1,0 +1,26 @@
+"""The density-estimation view of preference learning (Dumoulin et al., arXiv 2311.14115; THEORY.md §6).
+
+`prefjax.density.grid`: the 1-D environment (grid, trapezoid normaliser, energy MLP, pretraining, annotator,
+pairs). `prefjax.density.experiments`: the `pbde_toy` and `pbde_misspecified` runners. The objectives live in
+`prefjax.objectives.density`.
+"""
+
+from prefjax.density.grid import EnergyMLP
+from prefjax.density.grid import Grid
+from prefjax.density.grid import Pairs
+from prefjax.density.grid import annotator_component_logpdfs
+from prefjax.density.grid import annotator_logpdf
+from prefjax.density.grid import make_grid
+from prefjax.density.grid import make_pairs
+from prefjax.density.grid import normalise
+from prefjax.density.grid import pretrain
+from prefjax.density.grid import pretrain_target_logpdf
+from prefjax.density.grid import total_variation
+from prefjax.density.grid import trapezoid_log_partition
+from prefjax.density.grid import truncated_normal_logpdf
+
+__all__ = [
+    "EnergyMLP", "Grid", "Pairs", "annotator_component_logpdfs", "annotator_logpdf", "make_grid",
+    "make_pairs", "normalise", "pretrain", "pretrain_target_logpdf", "total_variation",
+    "trapezoid_log_partition", "truncated_normal_logpdf",
+]

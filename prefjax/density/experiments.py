@@ -1,0 +1,449 @@
+"""Reproductions of the density-estimation paper's 1-D experiments (Dumoulin et al., arXiv 2311.14115; official
+notebook google-deepmind/pbde; THEORY.md §6).
+
+`run_pbde_toy(config, workdir)`: pretrain an energy MLP to TruncatedNormal(0, 5), draw pairs a, b ∼ π_pre with
+Luce labels from p* = 0.4·TN(−2.5, 0.25) + 0.6·TN(2.5, 1.0), then fine-tune from π_pre with DPO (β sweep),
+the geometric objective (α sweep), IPO (τ sweep) and SLiC-HF (δ × λ sweep), full batch, Adam with cosine
+decay. All sweeps (every family and hyper-parameter) run as one jitted, vmapped program. DPO, geometric and IPO are compared with their
+implied optima on the grid, computed from the *learned* π_pre (the quantity the theory is about; the notebook
+plots the optima with the TN(0, 5) target in place of π_pre, which we also report).
+
+`run_pbde_misspecified(config, workdir)`: the same pairs labelled by two annotators (the two components of p*,
+weights 0.4/0.6, no annotator ids): a single-annotator Luce model (one energy) against a two-component model
+(two energies + learned mixture logits), both trained by maximum likelihood from random initialisations.
+
+Both write config.json, metrics.jsonl (recorded steps per run), arrays.npz, summary.json and PNG figures.
+
+arrays.npz (pbde_toy): `x` [G], `log_pre` [G] (normalised log π_pre), `log_pstar` [G], `steps` [R], and per
+family f ∈ {dpo, geometric, ipo, slic}: `{f}__hparams` [H, 2] (β/α/τ and 0, or δ and λ),
+`{f}__log_density` [H, G] (final normalised log π), `{f}__log_optimum` [H, G] (implied optimum; NaN for
+slic), `{f}__tv` [H, R] (TV to the optimum over recorded steps; NaN for slic), `{f}__loss` [H, R].
+arrays.npz (pbde_misspecified): `x` [G], `log_components` [K, G] (true annotators), `single__log_density`
+[G], `mixture__log_components` [K, G] (learned, matched to the true order), `mixture__weights` [K],
+`heatmap_x` [M], `heatmap__{true,single,mixture}` [M, M] (P(a ≻ b), a on rows), `steps` [R],
+`{single,mixture}__loss` [R].
+"""
+
+import itertools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from prefjax.density import grid as grid_lib
+from prefjax.errors import PrefjaxError
+from prefjax.objectives import density as dens
+from prefjax import workdir as workdir_lib
+
+# Acceptance thresholds of issue 4 (total-variation distances on the grid).
+TOY_TV_THRESHOLD = 0.02
+MIXTURE_TV_THRESHOLD = 0.05
+FAMILIES = ("dpo", "geometric", "ipo", "slic")
+
+
+def _validate_common(config):
+  if int(config.grid_size) < 16:
+    raise PrefjaxError(f"config.grid_size must be at least 16, got {config.grid_size}")
+  for field in ("num_pairs", "num_steps", "pretrain_steps", "record_every", "width", "num_layers"):
+    if int(config[field]) < 1:
+      raise PrefjaxError(f"config.{field} must be a positive integer, got {config[field]}")
+  if int(config.num_steps) % int(config.record_every):
+    raise PrefjaxError(f"config.record_every ({config.record_every}) must divide config.num_steps "
+                       f"({config.num_steps})")
+  for field in ("lr", "pretrain_lr"):
+    if not float(config[field]) > 0:
+      raise PrefjaxError(f"config.{field} must be > 0, got {config[field]}")
+
+
+def _positive(name, values):
+  values = tuple(float(v) for v in values)
+  if any(not v > 0 for v in values):
+    raise PrefjaxError(f"config.{name} must all be > 0, got {values}")
+  return values
+
+
+def _setup(config):
+  """Grid, model, pretrained params, normalised log π_pre [G], and the key for later use."""
+  key = jax.random.key(int(config.seed))
+  k_pre, k_rest = jax.random.split(key)
+  grid = grid_lib.make_grid(int(config.grid_size))
+  model = grid_lib.EnergyMLP(int(config.width), int(config.num_layers))
+  params, mse = grid_lib.pretrain(k_pre, model, grid, num_steps=int(config.pretrain_steps),
+                                  lr=float(config.pretrain_lr), fast_compile=bool(config.fast_compile))
+  log_pre = grid_lib.model_log_density(model, params, grid)
+  return grid, model, params, log_pre, float(mse), k_rest
+
+
+def _reference_densities(grid, log_pre):
+  """(log quadrature weights, π_pre's mass per point, normalised log p*, normalised log TN(0, 5)), `[G]` each."""
+  def f(x, log_pre):
+    log_w = jnp.log(grid_lib.trapezoid_weights(x.shape[0], grid.dx))
+    return (log_w, jnp.exp(log_pre + log_w), grid_lib.normalise(grid_lib.annotator_logpdf(x), grid.dx),
+            grid_lib.normalise(grid_lib.pretrain_target_logpdf(x), grid.dx))
+  return jax.jit(f)(grid.x, log_pre)
+
+
+def _make_pairs(key, log_pre, num_pairs, dx, log_targets, weights):
+  return jax.jit(lambda k, lp, lt: grid_lib.make_pairs(k, lp, num_pairs, dx, lt, weights))(
+      key, log_pre, log_targets)
+
+
+def _make_sweep(model, grid, loss_of, num_steps, lr, record_every, fast_compile=False):
+  """jit(vmap(train)) over hyper-parameter rows `hp` [H, 2] and targets [H, G] from one initial params.
+
+  `loss_of(logq [G], hp [2]) -> scalar` is the batch loss given the model's unnormalised log q on the grid.
+  Returns run(params0, hp, log_targets) -> (final params [H...], tv [H, R], loss [H, R]).
+  """
+  tx = optax.adam(optax.cosine_decay_schedule(lr, num_steps))
+  num_records = num_steps // record_every
+
+  def train(params0, hp, log_target):
+    def loss_fn(p):
+      return loss_of(model.apply({"params": p}, grid.x), hp)
+
+    def step(carry, _):
+      p, s = carry
+      loss, g = jax.value_and_grad(loss_fn)(p)
+      u, s = tx.update(g, s, p)
+      return (optax.apply_updates(p, u), s), loss
+
+    def chunk(carry, _):
+      carry, losses = jax.lax.scan(step, carry, None, length=record_every)
+      logq = grid_lib.normalise(model.apply({"params": carry[0]}, grid.x), grid.dx)
+      tv = grid_lib.total_variation(logq, log_target, grid.dx)
+      return carry, (tv, losses[-1])
+
+    (p, _), (tv, loss) = jax.lax.scan(chunk, (params0, tx.init(params0)), None, length=num_records)
+    return p, tv, loss
+
+  return grid_lib.jit_maybe_fast(jax.vmap(train, in_axes=(None, 0, 0)), fast_compile)
+
+
+FAMILY_IDS = {f: i for i, f in enumerate(FAMILIES)}
+
+
+def _sweep_loss(pairs, log_pre, pre_mass, dx):
+  """Batch loss `(logq [G], hp [3]) -> scalar`, hp = (family id, β | α | τ | δ, λ).
+
+  One function for every family, so all sweeps share one compiled, vmapped program (the MLP pass, the
+  expensive part, is the same for all; the per-family losses are cheap). Each family's hyper-parameter is
+  replaced by a harmless 1 in the other families' branches so that masked-out branches stay finite.
+  """
+  a, b, y = pairs.a, pairs.b, pairs.y
+  pre_a, pre_b = log_pre[a], log_pre[b]
+
+  def loss_of(logq, hp):
+    fid, v, lam = hp[0], hp[1], hp[2]
+    on = [fid == FAMILY_IDS[f] for f in FAMILIES]
+    safe = [jnp.where(o, v, 1.0) for o in on]
+    qa, qb = logq[a], logq[b]
+    losses = [
+        jnp.mean(dens.dpo_loss(qa, qb, pre_a, pre_b, y, beta=safe[0])),
+        jnp.mean(dens.geometric_loss(qa, qb, pre_a, pre_b, y, alpha=safe[1])),
+        jnp.mean(dens.ipo_loss(qa, qb, pre_a, pre_b, y, beta=safe[2])),
+        # SLiC: hinge + λ·(−E_{π_pre} log π), the expectation computed exactly on the grid (the notebook
+        # samples 8 192 points from π_pre per step; the exact expectation has the same value, no noise).
+        jnp.mean(dens.slic_loss(qa, qb, None, None, y, delta=jnp.where(on[3], v, 0.0)))
+        + lam * dens.slic_regulariser(grid_lib.normalise(logq, dx), pre_mass),
+    ]
+    return sum(jnp.where(o, l, 0.0) for o, l in zip(on, losses))
+
+  return loss_of
+
+
+@jax.jit
+def _optima(rows, log_ref, log_pstar, log_w):
+  """Implied optima `[H, G]` of the rows (family id, value, ·); NaN rows for SLiC (no closed form)."""
+  def one(row):
+    fid, v = row[0], row[1]
+    safe = jnp.where(fid == FAMILY_IDS["slic"], 1.0, v)
+    cands = jnp.stack([dens.dpo_optimum(log_ref, log_pstar, safe, log_w),
+                       dens.geometric_optimum(log_ref, log_pstar, safe, log_w),
+                       dens.ipo_optimum(log_ref, log_pstar, safe, log_weights=log_w),
+                       jnp.full_like(log_ref, jnp.nan)])
+    return cands[fid.astype(jnp.int32)]
+  return jax.vmap(one)(rows)
+
+
+@jax.jit
+def _tv_rows(log_q, log_p, dx):
+  """Row-wise TV `[H]` between `[H, G]` and `[G]` or `[H, G]` log-densities."""
+  return grid_lib.total_variation(log_q, jnp.broadcast_to(log_p, log_q.shape), dx)
+
+
+def _hparams(config, family):
+  if family == "dpo":
+    return [(b, 0.0) for b in _positive("dpo_betas", config.dpo_betas)]
+  if family == "geometric":
+    return [(a, 0.0) for a in _positive("geometric_alphas", config.geometric_alphas)]
+  if family == "ipo":
+    return [(t, 0.0) for t in _positive("ipo_taus", config.ipo_taus)]
+  deltas = tuple(float(d) for d in config.slic_deltas)
+  lambdas = tuple(float(l) for l in config.slic_lambdas)
+  if any(d < 0 for d in deltas) or any(l < 0 for l in lambdas):
+    raise PrefjaxError(f"config.slic_deltas and slic_lambdas must be ≥ 0, got {deltas}, {lambdas}")
+  return list(itertools.product(deltas, lambdas))
+
+
+def run_pbde_toy(config, workdir):
+  """Runs the `pbde_toy` experiment (see the module docstring) and returns its summary dict."""
+  start = time.time()
+  _validate_common(config)
+  families = tuple(config.families)
+  unknown = [f for f in families if f not in FAMILIES]
+  if unknown:
+    raise PrefjaxError(f"config.families has unknown entries {unknown}; known: {list(FAMILIES)}")
+  hparams = {f: _hparams(config, f) for f in families}
+  wd = workdir_lib.Workdir(workdir)
+  wd.write_config(config)
+  grid, model, params0, log_pre, mse, key = _setup(config)
+  print(f"pbde_toy: grid {config.grid_size} points, pretraining MSE {mse:.2e}", flush=True)
+  log_w, pre_mass, log_pstar, log_tn = _reference_densities(grid, log_pre)
+  pairs = _make_pairs(key, log_pre, int(config.num_pairs), grid.dx, log_pstar[None], None)
+  steps = np.arange(1, int(config.num_steps) // int(config.record_every) + 1) * int(config.record_every)
+  arrays = {"x": grid.x, "log_pre": log_pre, "log_pstar": log_pstar, "steps": steps}
+  summary = {"experiment": "pbde_toy", "name": config.name, "grid_size": int(config.grid_size),
+             "num_pairs": int(config.num_pairs), "num_steps": int(config.num_steps),
+             "pretrain_mse": mse,
+             "pretrain_tv_to_truncated_normal": float(grid_lib.total_variation(log_pre, log_tn, grid.dx)),
+             "label_mean": float(jnp.mean(pairs.y)), "tv_threshold": TOY_TV_THRESHOLD, "runs": []}
+  rows, owner = [], []
+  for family in families:
+    for h in hparams[family]:
+      rows.append((float(FAMILY_IDS[family]), float(h[0]), float(h[1])))
+      owner.append(family)
+  rows = jnp.asarray(rows, jnp.float32)
+  optima = _optima(rows, log_pre, log_pstar, log_w)
+  optima_tn = _optima(rows, log_tn, log_pstar, log_w)
+  targets = jnp.where(jnp.isnan(optima), log_pstar, optima)  # SLiC has no closed form: TV to p* instead.
+  t0 = time.time()
+  run = _make_sweep(model, grid, _sweep_loss(pairs, log_pre, pre_mass, grid.dx), int(config.num_steps),
+                    float(config.lr), int(config.record_every), bool(config.fast_compile))
+  params, tv, loss = run(params0, rows, targets)
+  logq = jax.jit(jax.vmap(lambda p: grid_lib.normalise(model.apply({"params": p}, grid.x), grid.dx)))(params)
+  tv_final = {name: np.asarray(_tv_rows(logq, ref, grid.dx)) for name, ref in
+              (("optimum", optima), ("optimum_tn", optima_tn), ("pstar", log_pstar), ("pre", log_pre))}
+  loss, tv = np.asarray(loss), np.asarray(tv)
+  print(f"  {len(rows)} runs ({', '.join(families)}) in one vmapped program: {time.time() - t0:.1f} s",
+        flush=True)
+  owner = np.asarray(owner)
+  for family in families:
+    idx = np.flatnonzero(owner == family)
+    hp = np.asarray(rows[idx, 1:])
+    arrays.update({f"{family}__hparams": hp, f"{family}__log_density": logq[idx],
+                   f"{family}__log_optimum": optima[idx],
+                   f"{family}__tv": np.asarray(tv[idx]) if family != "slic" else np.full(tv[idx].shape, np.nan),
+                   f"{family}__loss": loss[idx]})
+    for i, h in zip(idx, hp):
+      for r, s in enumerate(steps):
+        wd.append_metrics({"family": family, "hparams": h.tolist(), "step": int(s),
+                           "loss": float(loss[i, r]), "tv": float(tv[i, r])})
+      entry = {"family": family, "final_loss": float(loss[i, -1]),
+               "tv_to_pstar": float(tv_final["pstar"][i]), "tv_to_pre": float(tv_final["pre"][i])}
+      if family == "slic":
+        entry.update(delta=float(h[0]), lam=float(h[1]))
+      else:
+        name = {"dpo": "beta", "geometric": "alpha", "ipo": "tau"}[family]
+        entry[name] = float(h[0])
+        entry["tv_to_optimum"] = float(tv_final["optimum"][i])
+        entry["tv_to_optimum_with_tn_reference"] = float(tv_final["optimum_tn"][i])
+      summary["runs"].append(entry)
+  summary["acceptance"] = _toy_acceptance(summary["runs"])
+  summary["seconds"] = time.time() - start
+  wd.write_arrays(arrays)
+  wd.write_summary(summary)
+  if config.figure:
+    _toy_figure(wd.file("figure.png"), arrays, families)
+  return summary
+
+
+def _toy_acceptance(runs):
+  out = {}
+  for fam, name, value in (("dpo", "beta", 4.0), ("geometric", "alpha", 0.25)):
+    match = [r for r in runs if r["family"] == fam and abs(r.get(name, -1) - value) < 1e-9]
+    if match:
+      out[f"{fam}_{name}_{value:g}_tv"] = match[0]["tv_to_optimum"]
+      out[f"{fam}_{name}_{value:g}_ok"] = match[0]["tv_to_optimum"] < TOY_TV_THRESHOLD
+  return out
+
+
+def _toy_figure(path, arrays, families):
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  x = np.asarray(arrays["x"])
+  pre, pstar = np.exp(arrays["log_pre"]), np.exp(arrays["log_pstar"])
+  ncols = max(len(arrays[f"{f}__hparams"]) for f in families)
+  fig, axes = plt.subplots(len(families), ncols, figsize=(3.2 * ncols, 2.6 * len(families)), squeeze=False,
+                           sharex=True)
+  label = {"dpo": "β", "geometric": "α", "ipo": "τ"}
+  for row, fam in enumerate(families):
+    hp = np.asarray(arrays[f"{fam}__hparams"])
+    for col in range(ncols):
+      ax = axes[row, col]
+      if col >= len(hp):
+        ax.axis("off")
+        continue
+      ax.plot(x, pstar, "--", color="C0", alpha=0.6, label="annotator p*")
+      ax.plot(x, pre, ":", color="C1", alpha=0.8, label="π_pre")
+      ax.plot(x, np.exp(arrays[f"{fam}__log_density"][col]), color="C2", label="learned π")
+      opt = np.asarray(arrays[f"{fam}__log_optimum"][col])
+      if not np.isnan(opt).all():
+        ax.plot(x, np.exp(opt), "-.", color="C3", alpha=0.8, label="analytic optimum")
+        ax.set_title(f"{fam} {label[fam]} = {hp[col, 0]:g}", fontsize=9)
+      else:
+        ax.set_title(f"slic δ = {hp[col, 0]:g}, λ = {hp[col, 1]:g}", fontsize=9)
+      ax.set_xlim(-10, 10)
+  axes[0, 0].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=90)
+  plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Annotator misspecification.
+# ----------------------------------------------------------------------------------------------------
+
+
+def run_pbde_misspecified(config, workdir):
+  """Runs the `pbde_misspecified` experiment (see the module docstring) and returns its summary dict."""
+  start = time.time()
+  _validate_common(config)
+  if int(config.num_components) < 1:
+    raise PrefjaxError(f"config.num_components must be ≥ 1, got {config.num_components}")
+  wd = workdir_lib.Workdir(workdir)
+  wd.write_config(config)
+  grid, model, _, log_pre, mse, key = _setup(config)
+  print(f"pbde_misspecified: grid {config.grid_size} points, pretraining MSE {mse:.2e}", flush=True)
+  k_pairs, k_single, k_mix = jax.random.split(key, 3)
+  weights = grid_lib.ANNOTATOR_WEIGHTS
+  comps = jax.jit(jax.vmap(lambda c: grid_lib.normalise(c, grid.dx)))(
+      grid_lib.annotator_component_logpdfs(grid.x))
+  pairs = _make_pairs(k_pairs, log_pre, int(config.num_pairs), grid.dx, comps, weights)
+  num_steps, record = int(config.num_steps), int(config.record_every)
+  tx = optax.adam(optax.cosine_decay_schedule(float(config.lr), num_steps))
+  K = int(config.num_components)
+
+  def logq_of(p):
+    return jax.vmap(lambda c: model.apply({"params": c}, grid.x))(p["energies"])  # [K, G]
+
+  def loss_fn(p):
+    logq = logq_of(p)
+    return jnp.mean(dens.mixture_loss(logq[:, pairs.a], logq[:, pairs.b], p["mixture_logits"], pairs.y))
+
+  def train(p):
+    def step(carry, _):
+      p, s = carry
+      loss, g = jax.value_and_grad(loss_fn)(p)
+      u, s = tx.update(g, s, p)
+      return (optax.apply_updates(p, u), s), loss
+
+    def chunk(carry, _):
+      carry, losses = jax.lax.scan(step, carry, None, length=record)
+      return carry, losses[-1]
+
+    (p, _), losses = jax.lax.scan(chunk, (p, tx.init(p)), None, length=num_steps // record)
+    return p, losses
+
+  def init(k, n):
+    energies = jax.vmap(lambda kk: grid_lib.init_energy(kk, model))(jax.random.split(k, n))
+    return {"energies": energies, "mixture_logits": jnp.zeros((n,), jnp.float32)}
+
+  t0 = time.time()
+  # The single-annotator model is the same code with K = 1 (the mixture of one component is Luce).
+  p_single, loss_single = grid_lib.jit_maybe_fast(train, bool(config.fast_compile))(init(k_single, 1))
+  print(f"  single-annotator model: {time.time() - t0:.1f} s", flush=True)
+  t0 = time.time()
+  p_mix, loss_mix = grid_lib.jit_maybe_fast(train, bool(config.fast_compile))(init(k_mix, K))
+  print(f"  {K}-component model: {time.time() - t0:.1f} s", flush=True)
+
+  normalise = jax.vmap(lambda c: grid_lib.normalise(c, grid.dx))
+  single = normalise(logq_of(p_single))[0]
+  learned = normalise(logq_of(p_mix))
+  w_learned = np.asarray(jax.nn.softmax(p_mix["mixture_logits"]))
+  tv = np.asarray(jax.vmap(lambda l: jax.vmap(lambda c: grid_lib.total_variation(l, c, grid.dx))(comps))(learned))
+  # Match learned components to the true ones (no annotator ids: the labels are exchangeable).
+  best = min(itertools.permutations(range(K), comps.shape[0]) if K >= comps.shape[0] else [],
+             key=lambda perm: sum(tv[perm[j], j] for j in range(comps.shape[0])), default=None)
+  matched = learned[jnp.asarray(best)] if best is not None else learned
+  tv_matched = [float(tv[best[j], j]) for j in range(comps.shape[0])] if best is not None else []
+  tv_single = [float(grid_lib.total_variation(single, c, grid.dx)) for c in comps]
+  log_pstar = grid_lib.normalise(grid_lib.annotator_logpdf(grid.x), grid.dx)
+
+  # P(a ≻ b) heatmaps on a subsampled grid.
+  m = min(int(config.heatmap_points), int(config.grid_size))
+  sub = jnp.round(jnp.linspace(0, int(config.grid_size) - 1, m)).astype(jnp.int32)
+  def heat(logq, logits):
+    return jax.nn.sigmoid(dens.mixture_preference_logits(
+        jnp.broadcast_to(logq[:, sub, None], (logq.shape[0], m, m)).reshape(logq.shape[0], -1),
+        jnp.broadcast_to(logq[:, None, sub], (logq.shape[0], m, m)).reshape(logq.shape[0], -1),
+        logits)).reshape(m, m)
+  heat_true = heat(comps, jnp.log(jnp.asarray(weights)))
+  heat_single = heat(single[None], jnp.zeros((1,)))
+  heat_mix = heat(learned, p_mix["mixture_logits"])
+  in_support = np.asarray(jnp.exp(log_pre[sub]) > 1e-3)
+  mask = in_support[:, None] & in_support[None, :]
+  steps = np.arange(1, num_steps // record + 1) * record
+  for r, s in enumerate(steps):
+    wd.append_metrics({"step": int(s), "single_loss": float(loss_single[r]), "mixture_loss": float(loss_mix[r])})
+  summary = {
+      "experiment": "pbde_misspecified", "name": config.name, "grid_size": int(config.grid_size),
+      "num_pairs": int(config.num_pairs), "num_steps": num_steps, "num_components": K,
+      "tv_threshold": MIXTURE_TV_THRESHOLD,
+      "true_weights": list(weights), "learned_weights": [float(w_learned[best[j]]) for j in range(len(best))]
+      if best is not None else w_learned.tolist(),
+      "mixture_component_tv": tv_matched,
+      "single_tv_to_components": tv_single,
+      "single_tv_to_pstar": float(grid_lib.total_variation(single, log_pstar, grid.dx)),
+      "final_loss_single": float(loss_single[-1]), "final_loss_mixture": float(loss_mix[-1]),
+      "heatmap_max_abs_error_single": float(np.max(np.abs(np.asarray(heat_single - heat_true))[mask])),
+      "heatmap_max_abs_error_mixture": float(np.max(np.abs(np.asarray(heat_mix - heat_true))[mask])),
+  }
+  summary["acceptance"] = {
+      "mixture_components_ok": bool(tv_matched) and max(tv_matched) < MIXTURE_TV_THRESHOLD,
+      "single_fits_no_component": min(tv_single) >= MIXTURE_TV_THRESHOLD,
+  }
+  summary["seconds"] = time.time() - start
+  wd.write_arrays({"x": grid.x, "log_components": comps, "single__log_density": single,
+                   "mixture__log_components": matched, "mixture__weights": w_learned,
+                   "heatmap_x": grid.x[sub], "heatmap__true": heat_true, "heatmap__single": heat_single,
+                   "heatmap__mixture": heat_mix, "steps": steps, "single__loss": loss_single[0] if
+                   loss_single.ndim > 1 else loss_single, "mixture__loss": loss_mix})
+  wd.write_summary(summary)
+  if config.figure:
+    _misspecified_figure(wd.file("figure.png"), grid.x, comps, single, matched, weights, w_learned, best,
+                         grid.x[sub], (heat_true, heat_single, heat_mix))
+  return summary
+
+
+def _misspecified_figure(path, x, comps, single, matched, weights, w_learned, best, hx, heats):
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  x = np.asarray(x)
+  fig, axes = plt.subplots(1, 5, figsize=(22, 4))
+  for j in range(comps.shape[0]):
+    axes[0].plot(x, np.exp(comps[j]), "--", color=f"C{j}", alpha=0.6, label=f"annotator {j} (w={weights[j]})")
+    if j < matched.shape[0]:
+      wl = w_learned[best[j]] if best is not None else w_learned[j]
+      axes[0].plot(x, np.exp(matched[j]), color=f"C{j}", label=f"learned {j} (w={wl:.2f})")
+  axes[0].set_title("two-component model")
+  axes[0].legend(fontsize=7)
+  for j in range(comps.shape[0]):
+    axes[1].plot(x, np.exp(comps[j]), "--", color=f"C{j}", alpha=0.6, label=f"annotator {j}")
+  axes[1].plot(x, np.exp(single), color="C2", label="single-annotator model")
+  axes[1].set_title("single-annotator model")
+  axes[1].legend(fontsize=7)
+  for ax in axes[:2]:
+    ax.set_xlim(-10, 10)
+  ext = (float(hx[0]), float(hx[-1]), float(hx[-1]), float(hx[0]))
+  for ax, h, title in zip(axes[2:], heats, ("true P(a ≻ b)", "single model", "two-component model")):
+    im = ax.imshow(np.asarray(h), extent=ext, vmin=0, vmax=1, cmap="RdBu_r")
+    ax.set_title(title)
+    ax.set_xlabel("b")
+    ax.set_ylabel("a")
+  fig.colorbar(im, ax=axes[2:], shrink=0.8)
+  fig.savefig(path, dpi=90)
+  plt.close(fig)

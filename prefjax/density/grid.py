@@ -1,0 +1,241 @@
+"""The 1-D density-estimation environment of Dumoulin et al. (arXiv 2311.14115; official notebook
+google-deepmind/pbde; THEORY.md §6).
+
+- Support [−10, 10] discretised on a uniform grid (2¹⁶ points in the paper); densities are normalised with the
+  trapezoid rule, Z = Σ_i dx (q_i + q_{i+1})/2, computed in log space.
+- The model is an energy-based MLP, log q(x) = −E_θ(x) (4 hidden layers of 64 tanh units), pretrained by
+  regressing its output onto log TruncatedNormal(0, 5) over the grid (MSE, Adam with cosine decay).
+- The annotator's implicit preference distribution is p* = 0.4·TN(−2.5, 0.25) + 0.6·TN(2.5, 1.0), truncated to
+  [−10, 10]. 0.25 and 1.0 are standard deviations: the notebook builds them with
+  `tfd.TruncatedNormal(loc, scale, low, high)`, whose `scale` is the standard deviation.
+- Pairs a, b ∼ π_pre are drawn on the grid (as the notebook does, `jax.random.choice` over the support);
+  Luce labels y ∼ Bernoulli(σ(log p*(a) − log p*(b))); two-annotator labels
+  y ∼ Bernoulli(Σ_i w_i σ(log p_i(a) − log p_i(b))).
+
+Pairs are stored as grid indices, so a model evaluated once on the grid gives every pair's log-density by a
+gather: one training step costs one MLP pass over the grid, whatever the number of pairs.
+"""
+
+from typing import NamedTuple, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.scipy.special import logsumexp
+from jax.scipy.stats import norm
+
+from prefjax.errors import PrefjaxError
+
+LOW, HIGH = -10.0, 10.0
+PAPER_GRID_SIZE = 2**16
+PRETRAIN_LOC, PRETRAIN_SCALE = 0.0, 5.0
+ANNOTATOR_WEIGHTS = (0.4, 0.6)
+ANNOTATOR_LOCS = (-2.5, 2.5)
+ANNOTATOR_SCALES = (0.25, 1.0)  # Standard deviations (tfd.TruncatedNormal's `scale`).
+
+
+class Grid(NamedTuple):
+  """A uniform grid: points `x` `[G]` and spacing `dx` (a Python float)."""
+  x: jax.Array
+  dx: float
+
+
+def make_grid(num_points=PAPER_GRID_SIZE, low=LOW, high=HIGH, dtype=jnp.float32):
+  """`num_points` equally spaced points from `low` to `high` inclusive (the notebook's `jnp.linspace`)."""
+  if int(num_points) < 2:
+    raise PrefjaxError(f"grid size must be at least 2, got {num_points}")
+  if not high > low:
+    raise PrefjaxError(f"grid needs high > low, got low={low}, high={high}")
+  return Grid(jnp.linspace(low, high, int(num_points), dtype=dtype), (high - low) / (int(num_points) - 1))
+
+
+def trapezoid_log_partition(log_unnorm, dx):
+  """log Z of the trapezoid rule, log Σ_i dx (q_i + q_{i+1})/2, from log q `[G]` (stable in log space)."""
+  pair = jnp.logaddexp(log_unnorm[:-1], log_unnorm[1:])
+  return logsumexp(pair + jnp.log(0.5) + jnp.log(dx))
+
+
+def normalise(log_unnorm, dx):
+  """Log-density `[G]` normalised by the trapezoid rule."""
+  return log_unnorm - trapezoid_log_partition(log_unnorm, dx)
+
+
+def trapezoid_weights(num_points, dx):
+  """Quadrature weights `[G]` (dx/2 at the ends, dx inside): ∫ f ≈ Σ_i w_i f(x_i)."""
+  w = jnp.full((int(num_points),), dx)
+  return w.at[0].set(dx / 2).at[-1].set(dx / 2)
+
+
+def total_variation(log_p, log_q, dx):
+  """TV(p, q) = ½ ∫ |p − q| dx by the trapezoid rule, for log-densities `[..., G]` on the same grid."""
+  diff = jnp.abs(jnp.exp(log_p) - jnp.exp(log_q))
+  w = trapezoid_weights(jnp.shape(diff)[-1], dx).astype(diff.dtype)
+  return 0.5 * jnp.sum(diff * jnp.broadcast_to(w, diff.shape), axis=-1)
+
+
+def truncated_normal_logpdf(x, loc, scale, low=LOW, high=HIGH):
+  """log density of Normal(loc, scale²) truncated to [low, high] (scale is the standard deviation)."""
+  mass = norm.cdf((high - loc) / scale) - norm.cdf((low - loc) / scale)
+  inside = (x >= low) & (x <= high)
+  return jnp.where(inside, norm.logpdf(x, loc, scale) - jnp.log(mass), -jnp.inf)
+
+
+def pretrain_target_logpdf(x):
+  """log TruncatedNormal(0, 5) on [−10, 10], the pretraining target."""
+  return truncated_normal_logpdf(x, PRETRAIN_LOC, PRETRAIN_SCALE)
+
+
+def annotator_component_logpdfs(x, locs=ANNOTATOR_LOCS, scales=ANNOTATOR_SCALES):
+  """`[K, ...]` log-densities of the annotator's truncated-normal components."""
+  return jnp.stack([truncated_normal_logpdf(x, l, s) for l, s in zip(locs, scales)])
+
+
+def annotator_logpdf(x, weights=ANNOTATOR_WEIGHTS, locs=ANNOTATOR_LOCS, scales=ANNOTATOR_SCALES):
+  """log p*(x), p* = Σ_k w_k TN(loc_k, scale_k) (default 0.4·TN(−2.5, 0.25) + 0.6·TN(2.5, 1.0))."""
+  comps = annotator_component_logpdfs(x, locs, scales)
+  log_w = jnp.log(jnp.asarray(weights, comps.dtype)).reshape((-1,) + (1,) * (comps.ndim - 1))
+  return logsumexp(comps + log_w, axis=0)
+
+
+class EnergyMLP(nn.Module):
+  """Negative energy −E_θ(x) of a 1-D energy-based model: `num_layers` Dense(width)+tanh, then Dense(1).
+
+  Attributes:
+    width: hidden units per layer (64 in the paper).
+    num_layers: hidden layers (4 in the paper).
+  """
+  width: int = 64
+  num_layers: int = 4
+
+  @nn.compact
+  def __call__(self, x):
+    """Maps points `[...]` to unnormalised log-densities `[...]`."""
+    h = x[..., None]
+    for _ in range(self.num_layers):
+      h = jnp.tanh(nn.Dense(self.width)(h))
+    return nn.Dense(1)(h)[..., 0]
+
+
+def init_energy(key, model):
+  """Initial parameters of `model` (an EnergyMLP)."""
+  return jax.jit(model.init)(key, jnp.zeros((1,), jnp.float32))["params"]
+
+
+def jit_maybe_fast(fn, fast_compile=False):
+  """`jax.jit(fn)`, compiled with XLA's backend optimisation level 0 when `fast_compile` (short runs: tests
+  and `:quick` variants, whose time is compilation; about twice as fast to compile, slower to run)."""
+  jitted = jax.jit(fn)
+  if not fast_compile:
+    return jitted
+
+  def run(*args):
+    return jitted.lower(*args).compile(compiler_options={"xla_backend_optimization_level": 0})(*args)
+
+  return run
+
+
+def pretrain(key, model, grid, *, num_steps=4096, lr=1e-3, target_logpdf=pretrain_target_logpdf,
+             fast_compile=False):
+  """Fits the model's log-density to `target_logpdf` on the grid: MSE, Adam with cosine decay (full batch).
+
+  The notebook regresses the unnormalised output onto the normalised target, so the pretrained energy is
+  close to normalised; downstream code always normalises with the trapezoid rule anyway.
+
+  Args:
+    key: PRNG key for the initialisation.
+    model: an `EnergyMLP`.
+    grid: the `Grid`.
+    num_steps: Adam steps (4 096 in the paper).
+    lr: initial learning rate of the cosine schedule (1e-3 in the paper).
+    target_logpdf: function of x `[G]` → log target density `[G]`.
+    fast_compile: see `jit_maybe_fast`.
+
+  Returns:
+    (params, final MSE).
+  """
+  params = init_energy(key, model)
+  target = jax.jit(target_logpdf)(grid.x)
+  tx = optax.adam(optax.cosine_decay_schedule(lr, int(num_steps)))
+
+  def loss_fn(p):
+    return jnp.mean((model.apply({"params": p}, grid.x) - target) ** 2)
+
+  def step(carry, _):
+    p, s = carry
+    loss, g = jax.value_and_grad(loss_fn)(p)
+    u, s = tx.update(g, s, p)
+    return (optax.apply_updates(p, u), s), loss
+
+  def run(p):
+    (p, _), losses = jax.lax.scan(step, (p, tx.init(p)), None, length=int(num_steps))
+    return p, losses[-1]
+
+  return jit_maybe_fast(run, fast_compile)(params)
+
+
+def model_log_density(model, params, grid):
+  """The model's normalised log-density on the grid `[G]`."""
+  return jax.jit(lambda p, x: normalise(model.apply({"params": p}, x), grid.dx))(params, grid.x)
+
+
+def sample_indices(key, log_density, num_samples, dx):
+  """`num_samples` grid indices drawn with probability ∝ density × quadrature weight (π on the grid)."""
+  w = trapezoid_weights(jnp.shape(log_density)[0], dx)
+  return jax.random.categorical(key, log_density + jnp.log(w), shape=(int(num_samples),))
+
+
+class Pairs(NamedTuple):
+  """Labelled comparisons on a grid: indices `a`, `b` `[B]` and labels `y` `[B]` (1.0 when a ≻ b)."""
+  a: jax.Array
+  b: jax.Array
+  y: jax.Array
+
+
+def sample_pair_indices(key, log_density, num_pairs, dx):
+  """Two independent index arrays `[B]` drawn from the density (the notebook splits 2B draws in two)."""
+  idx = sample_indices(key, log_density, 2 * int(num_pairs), dx)
+  return idx[:num_pairs], idx[num_pairs:]
+
+
+def luce_labels(key, logp_a, logp_b):
+  """y ∼ Bernoulli(σ(log p(a) − log p(b))) as float `[B]` (the Luce choice rule)."""
+  return jax.random.bernoulli(key, jax.nn.sigmoid(logp_a - logp_b)).astype(jnp.float32)
+
+
+def mixture_probability(comp_a, comp_b, weights):
+  """P(a ≻ b) = Σ_k w_k σ(log p_k(a) − log p_k(b)) for component log-densities `[K, ...]`."""
+  w = jnp.asarray(weights, comp_a.dtype).reshape((-1,) + (1,) * (comp_a.ndim - 1))
+  return jnp.sum(w * jax.nn.sigmoid(comp_a - comp_b), axis=0)
+
+
+def mixture_labels(key, comp_a, comp_b, weights):
+  """Two-annotator outcomes: y ∼ Bernoulli(Σ_k w_k σ(log p_k(a) − log p_k(b))), float `[B]`."""
+  return jax.random.bernoulli(key, mixture_probability(comp_a, comp_b, weights)).astype(jnp.float32)
+
+
+def make_pairs(key, log_pre, num_pairs, dx, log_targets: Sequence[jax.Array], weights=None):
+  """Pairs a, b ∼ π_pre on the grid, labelled by one annotator (Luce) or a mixture of annotators.
+
+  Args:
+    key: PRNG key (split inside: one key for the pairs, one for the labels).
+    log_pre: `[G]` normalised log π_pre on the grid.
+    num_pairs: B.
+    dx: grid spacing.
+    log_targets: `[K, G]` annotator log-densities on the grid (K = 1: Luce labels).
+    weights: `[K]` mixture weights when K > 1.
+
+  Returns:
+    `Pairs` of grid indices and labels.
+  """
+  k_pairs, k_labels = jax.random.split(key)
+  a, b = sample_pair_indices(k_pairs, log_pre, num_pairs, dx)
+  log_targets = jnp.asarray(log_targets)
+  if log_targets.shape[0] == 1:
+    y = luce_labels(k_labels, log_targets[0][a], log_targets[0][b])
+  else:
+    if weights is None or len(weights) != log_targets.shape[0]:
+      raise PrefjaxError(f"a mixture of {log_targets.shape[0]} annotators needs as many weights, got {weights}")
+    y = mixture_labels(k_labels, log_targets[:, a], log_targets[:, b], weights)
+  return Pairs(a, b, y)
