@@ -12,6 +12,8 @@ Other families live in their modules, each with its own entry point or registry:
   FSD-violation metric (§5);
 - `margins` — MMPO soft targets, β-DPO's batch-adaptive β, γ-PO margins (§2);
 - `single` — single-response and cross-prompt objectives: DRO, BCO, JPO, Cringe, SimpleMix (§2);
+- `density` — the density-estimation view: Luce/Bradley–Terry, DPO, geometric, IPO and SLiC likelihoods on
+  densities, the preference-behaviour family and annotator mixtures, with closed-form optima (§6);
 - `nash` — Nash-learning and self-play objectives on preference games: online IPO, Nash-MD(-PG), EGPO's
   extragradient step, SPPO, SPIN, each with an exact and a sampled twin (§4).
 """
@@ -31,6 +33,7 @@ from prefjax.objectives.pairwise import pairwise_loss
 from prefjax.objectives.pairwise import pairwise_loss_and_metrics
 from prefjax.objectives.pairwise import register_pairwise
 from prefjax.objectives.registry import Registry
+from prefjax.objectives import density
 from prefjax.objectives import listwise
 from prefjax.objectives import margins
 from prefjax.objectives import nash
@@ -46,6 +49,7 @@ __all__ = [
     "PairwiseObjective",
     "Registry",
     "SmoothingRange",
+    "density",
     "divergence_score",
     "is_batch_coupled",
     "listwise",
