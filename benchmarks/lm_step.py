@@ -1,0 +1,149 @@
+"""DPO optimiser-step throughput of the transformer policy: live reference vs precomputed reference log-probs.
+
+  python benchmarks/lm_step.py --preset=gpt2-small-512
+  python benchmarks/lm_step.py --d_model=256 --num_layers=4 --num_heads=4 --vocab_size=8192 --seq_len=256 \
+      --pairs=8 --style=llama --dtype=bfloat16
+
+For each reference mode ("live": the frozen reference's forward pass inside the step; "precomputed": its
+log-probs come with the batch, as `prefjax.lm.train` does with its cache) it prints
+
+  tokens_per_second: <n>   chosen + rejected tokens per optimiser step (padding included) / step time
+  step_seconds: <s>        median over the timed steps (steady state; compilation excluded)
+  mfu: <x>                 model FLOPs/s / peak (PaLM's convention, `flops_per_token`; a live reference
+                           adds its forward FLOPs); the peak is `--peak_flops`, else the device's entry in
+                           `prefjax.lm.train.PEAK_FLOPS`, else (CPU) a measured fp32 matmul rate
+  peak_memory_bytes: <n>   device peak bytes in use (memory_stats), or on CPU the process's peak RSS
+
+The step is `prefjax.lm.train.make_train_step` (AdamW, clipping, the sigmoid objective) jitted with the
+state donated, on one device.
+"""
+
+import argparse
+import resource
+import statistics
+import sys
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from prefjax import sharding as shd
+from prefjax.lm import model as lm_model
+from prefjax.lm import train as tr
+
+PRESETS = {
+    # GPT-2 small (124M): 12 layers, d_model 768, 12 heads, vocabulary 50 257, 2 pairs of 512 tokens, fp32.
+    "gpt2-small-512": dict(style="gpt2", d_model=768, num_layers=12, num_heads=12, d_ff=3072,
+                           vocab_size=50257, seq_len=512, pairs=2, dtype="float32", tie_embeddings=True),
+}
+
+
+def _matmul_peak(n=2048, repeats=5):
+  """Measured fp32 matmul FLOP/s of the device (the CPU's attainable peak)."""
+  a = jnp.ones((n, n), jnp.float32)
+  f = jax.jit(lambda x: x @ x)
+  f(a).block_until_ready()
+  best = min(_time(lambda: f(a).block_until_ready()) for _ in range(repeats))
+  return 2 * n ** 3 / best
+
+
+def _time(fn):
+  t = time.perf_counter()
+  fn()
+  return time.perf_counter() - t
+
+
+def _peak_memory():
+  stats = jax.devices()[0].memory_stats() or {}
+  if "peak_bytes_in_use" in stats:
+    return int(stats["peak_bytes_in_use"])
+  return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux: KiB
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--preset", choices=sorted(PRESETS), default=None)
+  parser.add_argument("--style", default="gpt2")
+  parser.add_argument("--d_model", type=int, default=256)
+  parser.add_argument("--num_layers", type=int, default=4)
+  parser.add_argument("--num_heads", type=int, default=4)
+  parser.add_argument("--d_ff", type=int, default=None, help="default 4 d_model")
+  parser.add_argument("--vocab_size", type=int, default=8192)
+  parser.add_argument("--seq_len", type=int, default=256)
+  parser.add_argument("--pairs", type=int, default=4, help="preference pairs per optimiser step")
+  parser.add_argument("--dtype", default="float32")
+  parser.add_argument("--tie_embeddings", action="store_true")
+  parser.add_argument("--remat", action="store_true")
+  parser.add_argument("--steps", type=int, default=3, help="timed steps per mode")
+  parser.add_argument("--modes", default="live,precomputed")
+  parser.add_argument("--peak_flops", type=float, default=None)
+  args = parser.parse_args(argv)
+  shape = dict(style=args.style, d_model=args.d_model, num_layers=args.num_layers, num_heads=args.num_heads,
+               d_ff=args.d_ff or 4 * args.d_model, vocab_size=args.vocab_size, seq_len=args.seq_len,
+               pairs=args.pairs, dtype=args.dtype, tie_embeddings=args.tie_embeddings)
+  if args.preset:
+    shape.update(PRESETS[args.preset])
+  config = lm_model.TransformerConfig(
+      vocab_size=shape["vocab_size"], d_model=shape["d_model"], num_layers=shape["num_layers"],
+      num_heads=shape["num_heads"], d_ff=shape["d_ff"], max_len=shape["seq_len"], style=shape["style"],
+      dtype=shape["dtype"], tie_embeddings=shape["tie_embeddings"], remat=args.remat)
+  b, l = shape["pairs"], shape["seq_len"]
+  print(f"device: {jax.devices()[0].device_kind} ({jax.devices()[0].platform}); shape: {shape}; "
+        f"params: {lm_model.param_count(jax.eval_shape(lambda: lm_model.init_params(config, jax.random.key(0))))}",
+        flush=True)
+  peak = args.peak_flops
+  if peak is None:
+    peak = tr.device_peak_flops(tr.TrainConfig())
+  if peak is None:
+    peak = _matmul_peak()
+    print(f"peak_flops: {peak:.4g} (measured fp32 2048² matmul; no table entry for this device)")
+  else:
+    print(f"peak_flops: {peak:.4g}")
+
+  rng = np.random.default_rng(0)
+  prompt = l // 4
+  batch = {}
+  for side in ("chosen", "rejected"):
+    batch[f"{side}_tokens_BxL"] = rng.integers(0, shape["vocab_size"], (1, b, l), dtype=np.int32)
+    mask = np.zeros((1, b, l), np.int32)
+    mask[:, :, prompt:] = 1
+    batch[f"{side}_loss_mask_BxL"] = mask
+    batch[f"{side}_attention_mask_BxL"] = np.ones((1, b, l), np.int32)
+  mesh = shd.make_mesh(devices=jax.devices()[:1])
+  params = jax.jit(lambda k: nn.unbox(lm_model.init_params(config, k)))(jax.random.key(0))
+  cfg = tr.TrainConfig(objective="sigmoid", beta=0.1, batch_size=b, num_steps=1000, learning_rate=1e-5)
+  logps_fn = jax.jit(tr.make_logps_fn(config))
+  rw, rl, _, _ = logps_fn(params, {k: v[0] for k, v in batch.items()})
+  n_tokens = 2 * b * l
+  for mode in args.modes.split(","):
+    live = mode == "live"
+    step = jax.jit(tr.make_train_step(config, cfg, live_reference=live), donate_argnums=(0,))
+    state = tr.init_state(config, cfg, params, jax.random.key(0), mesh)
+    feed = dict(batch) if live else {**batch, "ref_chosen_logps_B": np.asarray(rw)[None],
+                                     "ref_rejected_logps_B": np.asarray(rl)[None]}
+    feed = jax.device_put(feed)
+    t0 = time.perf_counter()
+    state, m = step(state, feed, params if live else None)
+    jax.block_until_ready(m)
+    compile_s = time.perf_counter() - t0
+    times = []
+    for _ in range(args.steps):
+      t0 = time.perf_counter()
+      state, m = step(state, feed, params if live else None)
+      jax.block_until_ready(m)
+      times.append(time.perf_counter() - t0)
+    sec = statistics.median(times)
+    flops = lm_model.flops_per_token(config, l) + (
+        lm_model.flops_per_token(config, l, training=False) if live else 0)
+    print(f"== reference: {mode} (first step incl. compile {compile_s:.1f} s; loss {float(m['loss']):.4f})")
+    print(f"tokens_per_second: {n_tokens / sec:.1f}")
+    print(f"step_seconds: {sec:.3f}")
+    print(f"mfu: {flops * n_tokens / sec / peak:.4f}")
+    print(f"peak_memory_bytes: {_peak_memory()}", flush=True)
+    del state
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])

@@ -1,0 +1,177 @@
+"""Experiment runner `lm_offline`: offline preference training of a transformer, one run per objective.
+
+`run_lm_offline(config, workdir)` (registered in `prefjax.runners` as "lm_offline"):
+- `config.task = "synthetic"` (experiments/configs/lm_dpo_synthetic.py): builds the synthetic task
+  (`prefjax.lm.synthetic`), trains π_ref by SFT on the known distribution, samples offline pairs from
+  π_ref labelled by the Bradley–Terry oracle, then trains each objective of `config.objective` (comma-separated
+  registered names) from π_ref with exact oracle evaluation (reward, win rate against π_ref, KL(π ‖ π_ref))
+  every `eval_every` steps, and compares with the closed-form ΨPO optima (DPO: Ψ = logit, IPO: identity).
+- `config.task = "jsonl"` (experiments/configs/lm_pretrained.py): a local Hugging Face checkpoint and
+  preference JSONL; uses `prefjax.lm.data.PreferenceDataset` and `prefjax.lm.hf_import.import_hf`.
+
+Workdir:
+- config.json; metrics.jsonl (every logged step of every objective, with an "objective" field; TRL's
+  names, see `prefjax.lm.train`); summary.json; lm_curves.png (synthetic);
+- `<objective>/`: that objective's own metrics.jsonl, checkpoints/ and reference_logps.npz (a rerun with
+  the same workdir resumes each objective from its latest checkpoint);
+- arrays.npz (synthetic): `<objective>__step` [E] int, `<objective>__reward` [E], `<objective>__win_rate`
+  [E], `<objective>__kl` [E] (exact oracle metrics at the E evaluation steps, step 0 included).
+"""
+
+import importlib
+import json
+import os
+import time
+
+import jax
+import numpy as np
+
+from prefjax import sharding as shd
+from prefjax.errors import PrefjaxError
+from prefjax.lm import synthetic as syn
+from prefjax.lm import train as lm_train
+from prefjax.workdir import Workdir
+
+# Which ΨPO optimum an objective's population minimiser is (with μ = π_ref): the closed form to compare to.
+OPTIMUM_PSI = {"sigmoid": "logit", "dpo": "logit", "cdpo": "logit", "ipo": "identity"}
+
+
+def _objectives(config):
+  names = [n.strip() for n in str(config.objective).split(",") if n.strip()]
+  if not names:
+    raise PrefjaxError("config.objective is empty: give registered objective names, comma-separated")
+  return names
+
+
+def _train_config(config, objective):
+  return lm_train.TrainConfig(
+      objective=objective, beta=float(config.beta), label_smoothing=float(config.label_smoothing),
+      length_normalize=bool(config.length_normalize), reduction=str(config.reduction),
+      batch_size=int(config.batch_size), grad_accum=int(config.grad_accum),
+      num_steps=int(config.num_steps), learning_rate=float(config.learning_rate),
+      schedule=str(config.schedule), warmup_steps=int(config.warmup_steps),
+      grad_clip=float(config.grad_clip), weight_decay=float(config.weight_decay),
+      reference=str(config.reference), log_every=int(config.log_every),
+      eval_every=int(config.eval_every), checkpoint_every=int(config.checkpoint_every),
+      seed=int(config.seed))
+
+
+def _mesh(config):
+  m = config.mesh
+  return shd.make_mesh(data=int(m.data), fsdp=int(m.fsdp), tensor=int(m.tensor))
+
+
+def run_lm_offline(config, workdir):
+  """Runs the experiment described by `config` into `workdir`; returns the summary dict."""
+  if config.task not in TASKS:
+    raise PrefjaxError(f"config.task: unknown {config.task!r}; known: {sorted(TASKS)}")
+  return TASKS[config.task](config, workdir)
+
+
+def _run_synthetic(config, workdir):
+  t0 = time.time()
+  wd = Workdir(workdir)
+  wd.write_config(config)
+  names = _objectives(config)
+  train_cfgs = {name: _train_config(config, name) for name in names}  # validates names early
+  s = config.synthetic
+  task = syn.make_task(seed=int(s.seed), num_prompts=int(s.num_prompts), vocab_size=int(s.vocab_size),
+                       response_len=int(s.response_len), sft_scale=float(s.sft_scale),
+                       reward_scale=float(s.reward_scale))
+  m = config.model
+  model_config = syn.model_config(task, d_model=int(m.d_model), num_layers=int(m.num_layers),
+                                  num_heads=int(m.num_heads), d_ff=int(m.d_ff), style=str(m.style))
+  key_sft, key_pairs = jax.random.split(jax.random.key(int(config.seed)))
+  print(f"SFT of π_ref on the known distribution ({int(s.sft_steps)} steps)", flush=True)
+  ref_params, sft_kl = syn.train_reference(task, model_config, key_sft, num_steps=int(s.sft_steps),
+                                           learning_rate=float(s.sft_learning_rate))
+  logp_fn = jax.jit(syn.make_policy_logp(task, model_config))
+  ref_logp = np.asarray(logp_fn(ref_params))
+  pairs = syn.make_pairs(task, ref_logp, int(s.num_pairs), key_pairs)
+  dataset = lm_train.PairArrays(pairs)
+  eval_fn = lambda params: syn.evaluate(task, logp_fn(params), ref_logp)
+  reference = syn.evaluate(task, ref_logp, ref_logp)
+  mesh = _mesh(config)
+
+  summary = {"name": config.name, "task": "synthetic", "reference": {**reference, "sft_kl": sft_kl},
+             "num_pairs": int(s.num_pairs), "beta": float(config.beta), "objectives": {}}
+  arrays, all_records = {}, []
+  for name in names:
+    print(f"== {name} ==", flush=True)
+    result = lm_train.train(model_config, train_cfgs[name], dataset, os.path.join(wd.path, name),
+                            init_params=ref_params, eval_fn=eval_fn, mesh=mesh,
+                            extra_config={"objective": name})
+    records = _read_jsonl(os.path.join(wd.path, name, "metrics.jsonl"))
+    all_records += [{"objective": name, **r} for r in records]
+    evals = [r for r in records if "eval/win_rate" in r]
+    for k in ("reward", "win_rate", "kl"):
+      arrays[f"{name}__{k}"] = np.array([r[f"eval/{k}"] for r in evals], np.float64)
+    arrays[f"{name}__step"] = np.array([r["step"] for r in evals], np.int64)
+    final = evals[-1]
+    last_train = [r for r in records if "loss" in r][-1]
+    entry = {"reward": final["eval/reward"], "win_rate": final["eval/win_rate"], "kl": final["eval/kl"],
+             "max_kl": float(arrays[f"{name}__kl"].max()), "steps": int(final["step"]),
+             "final_loss": last_train["loss"], "final_accuracy": last_train["rewards/accuracies"]}
+    psi = OPTIMUM_PSI.get(name)
+    if psi is not None:
+      opt = syn.evaluate(task, syn.optimum(task, ref_logp, float(config.beta), psi), ref_logp)
+      entry["optimum"] = {"psi": psi, **opt}
+    summary["objectives"][name] = entry
+    print(f"{name}: win rate {entry['win_rate']:.3f} KL {entry['kl']:.3f} reward {entry['reward']:.3f}"
+          + (f" (optimum: win rate {entry['optimum']['win_rate']:.3f} KL {entry['optimum']['kl']:.3f})"
+             if psi else ""), flush=True)
+  metrics_path = wd.file("metrics.jsonl")
+  if os.path.exists(metrics_path):
+    os.remove(metrics_path)
+  for r in all_records:
+    wd.append_metrics(r)
+  wd.write_arrays(arrays)
+  summary["seconds"] = time.time() - t0
+  wd.write_summary(summary)
+  if config.figure:
+    try:  # analysis/ is importable from the repository root (python -m experiments.main, pytest).
+      lm_curves = importlib.import_module("analysis.lm_curves")
+    except ImportError:
+      print("analysis.lm_curves not importable (run from the repository root); no figure", flush=True)
+    else:
+      summary["figure"] = lm_curves.plot(wd.path)
+      wd.write_summary(summary)
+  return summary
+
+
+def _run_jsonl(config, workdir):
+  """Pretrained checkpoint + JSONL preference data (GPU/TPU scale); see experiments/configs/lm_pretrained.py."""
+  from prefjax.lm import data as lm_data  # pylint: disable=g-import-not-at-top
+  from prefjax.lm import hf_import  # pylint: disable=g-import-not-at-top
+  for field in ("model_dir", "train_path"):
+    if not config.get(field):
+      raise PrefjaxError(f"config.{field} is required for task 'jsonl'")
+  t0 = time.time()
+  wd = Workdir(workdir)
+  wd.write_config(config)
+  shd.initialize_distributed()
+  model_config, params = hf_import.import_hf(config.model_dir, dtype=str(config.model.dtype))
+  if int(config.max_length) > model_config.max_len:
+    raise PrefjaxError(f"config.max_length={config.max_length} exceeds the model's context "
+                       f"{model_config.max_len}")
+  dataset = lm_data.PreferenceDataset.from_jsonl(
+      config.train_path, tokenizer=config.tokenizer or config.model_dir,
+      max_length=int(config.max_length))
+  summary = {"name": config.name, "task": "jsonl", "objectives": {}}
+  for name in _objectives(config):
+    result = lm_train.train(model_config, _train_config(config, name), dataset,
+                            os.path.join(wd.path, name), init_params=params, mesh=_mesh(config),
+                            extra_config={"objective": name})
+    last = [r for r in result.history if "loss" in r]
+    summary["objectives"][name] = last[-1] if last else {}
+  summary["seconds"] = time.time() - t0
+  wd.write_summary(summary)
+  return summary
+
+
+TASKS = {"synthetic": _run_synthetic, "jsonl": _run_jsonl}
+
+
+def _read_jsonl(path):
+  with open(path, encoding="utf-8") as f:
+    return [json.loads(line) for line in f if line.strip()]

@@ -1,0 +1,634 @@
+"""Offline preference training of a transformer policy with any registered pairwise objective.
+
+One jitted step (gradient accumulation as a `lax.scan` over micro-batches) inside a Python loop; the
+training state is one pytree {params, opt_state, step, key} (DESIGN.md §3), checkpointed with orbax
+(`prefjax.checkpoint`) and resumed automatically from the workdir, sharded over a device mesh
+(`prefjax.sharding`).
+
+Per step the objective sees summed (or token-mean, `TrainConfig.reduction`) sequence log-probs of the
+policy and of the reference for the chosen and rejected responses (`prefjax.lm.logprobs.policy_logps`,
+the one place with the target shift and the masks) and returns per-example losses (`prefjax.objectives
+.pairwise_loss_and_metrics`); the batch loss is their mean. Reference log-probs are either computed live
+(a forward pass of the frozen reference in the step) or precomputed once by the same compiled function and
+cached in the workdir (`reference_logps.npz`, keyed by a hash of each pair's tokens and masks), so at step 0
+with policy = reference the rewards are exactly 0 and the sigmoid loss is exactly log 2.
+
+Metrics (metrics.jsonl, THEORY.md §9, TRL's names): loss, rewards/chosen, rewards/rejected,
+rewards/margins, rewards/accuracies (rewards = β (log π − log π_ref), summed log-probs), logps/chosen,
+logps/rejected, grad_norm (before clipping), learning_rate, tokens_per_second (chosen + rejected tokens per
+optimiser step, padding included, divided by the step's wall time), step_seconds, mfu (model FLOPs per
+second / the device's peak; PaLM's convention, `flops_per_token`, plus a forward pass per token for a live
+reference), and eval/* from the caller's evaluation function.
+
+Bad numbers: a step whose loss or gradient norm is not finite is not applied (the state stays the last good
+one), that state is checkpointed, and training stops with `NonFiniteError`.
+"""
+
+import dataclasses
+import hashlib
+import math
+import os
+import time
+from typing import Any, NamedTuple, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from prefjax import checkpoint as ckpt
+from prefjax import sharding as shd
+from prefjax import objectives
+from prefjax.errors import PrefjaxError
+from prefjax.lm import logprobs
+from prefjax.lm import model as lm_model
+from prefjax.workdir import Workdir
+
+SIDES = ("chosen", "rejected")
+BATCH_KEYS = tuple(f"{side}_{kind}_BxL" for side in SIDES
+                   for kind in ("tokens", "loss_mask", "attention_mask"))
+REFERENCE_CACHE = "reference_logps.npz"
+CHECKPOINTS = "checkpoints"
+
+# Peak dense FLOP/s per device (bf16 for accelerators) for MFU; unknown devices report mfu = None unless
+# `TrainConfig.peak_flops` is given.
+PEAK_FLOPS = {
+    "NVIDIA H100": 989e12,
+    "NVIDIA H200": 989e12,
+    "NVIDIA A100": 312e12,
+    "TPU v4": 275e12,
+    "TPU v5 lite": 197e12,
+    "TPU v5e": 197e12,
+    "TPU v5p": 459e12,
+    "TPU v6 lite": 918e12,
+}
+
+
+class NonFiniteError(PrefjaxError):
+  """Training hit a non-finite loss or gradient; the last good state is checkpointed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Hyper-parameters of offline preference training.
+
+  Attributes:
+    objective: a registered pairwise objective name (`prefjax.objectives.list_objectives()`) or a
+      combination {name: weight}.
+    beta: β > 0 (τ for IPO).
+    label_smoothing: ε for objectives that take one.
+    length_normalize: the objectives' length-normalisation switch (needs token counts; given).
+    divergence: f-divergence score transform.
+    reduction: "sum" (DPO/IPO papers) or "mean" sequence log-probs fed to the objective.
+    batch_size: preference pairs per optimiser step (= grad_accum × micro-batch).
+    grad_accum: micro-batches per optimiser step (gradients averaged; batch-coupled objectives such as
+      AOT then sort within each micro-batch).
+    num_steps: optimiser steps.
+    learning_rate: peak learning rate.
+    schedule: "cosine", "linear" or "constant" after `warmup_steps` of linear warm-up from 0.
+    warmup_steps: linear warm-up steps.
+    min_lr_ratio: final learning rate / peak for the decaying schedules.
+    grad_clip: global-norm clipping threshold (0 disables).
+    weight_decay: AdamW decoupled weight decay.
+    b1, b2, eps: Adam moments.
+    reference: "precomputed" (cached in the workdir) or "live".
+    log_every: steps between metrics records and progress lines.
+    eval_every: steps between evaluations (0: only at the start and end).
+    checkpoint_every: steps between checkpoints (0: only at the end and on SIGTERM / bad numbers).
+    keep_checkpoints: how many checkpoints to keep.
+    seed: data order and PRNG key.
+    peak_flops: per-device peak FLOP/s for MFU (None: look the device up in `PEAK_FLOPS`).
+  """
+  objective: Any = "sigmoid"
+  beta: float = 0.1
+  label_smoothing: float = 0.0
+  length_normalize: bool = False
+  divergence: str = "reverse_kl"
+  reduction: str = "sum"
+  batch_size: int = 8
+  grad_accum: int = 1
+  num_steps: int = 100
+  learning_rate: float = 1e-4
+  schedule: str = "cosine"
+  warmup_steps: int = 0
+  min_lr_ratio: float = 0.0
+  grad_clip: float = 1.0
+  weight_decay: float = 0.0
+  b1: float = 0.9
+  b2: float = 0.999
+  eps: float = 1e-8
+  reference: str = "precomputed"
+  log_every: int = 1
+  eval_every: int = 0
+  checkpoint_every: int = 0
+  keep_checkpoints: int = 2
+  seed: int = 0
+  peak_flops: Optional[float] = None
+
+  def __post_init__(self):
+    for name in ("batch_size", "grad_accum", "num_steps", "log_every"):
+      v = getattr(self, name)
+      if not isinstance(v, (int, np.integer)) or v < 1:
+        raise PrefjaxError(f"TrainConfig.{name} must be a positive integer, got {v!r}")
+    for name in ("warmup_steps", "eval_every", "checkpoint_every"):
+      v = getattr(self, name)
+      if not isinstance(v, (int, np.integer)) or v < 0:
+        raise PrefjaxError(f"TrainConfig.{name} must be an integer >= 0, got {v!r}")
+    if self.batch_size % self.grad_accum:
+      raise PrefjaxError(f"TrainConfig.batch_size={self.batch_size} must be a multiple of "
+                         f"grad_accum={self.grad_accum}")
+    if self.schedule not in SCHEDULES:
+      raise PrefjaxError(f"TrainConfig.schedule: unknown {self.schedule!r}; known: {sorted(SCHEDULES)}")
+    if self.reference not in ("precomputed", "live"):
+      raise PrefjaxError(f"TrainConfig.reference must be 'precomputed' or 'live', got {self.reference!r}")
+    if self.reduction not in logprobs.REDUCTIONS:
+      raise PrefjaxError(f"TrainConfig.reduction: unknown {self.reduction!r}; known: "
+                         f"{sorted(logprobs.REDUCTIONS)}")
+    if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+      raise PrefjaxError(f"TrainConfig.learning_rate must be > 0, got {self.learning_rate}")
+    if not self.grad_clip >= 0:
+      raise PrefjaxError(f"TrainConfig.grad_clip must be >= 0, got {self.grad_clip}")
+    if not 0 <= self.min_lr_ratio <= 1:
+      raise PrefjaxError(f"TrainConfig.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+    # Validates the objective name and its hyper-parameters now rather than inside jit.
+    objectives.pairwise_loss(self.objective, *(np.zeros(1, np.float32),) * 4, beta=self.beta,
+                             label_smoothing=self.label_smoothing, chosen_lengths=np.ones(1),
+                             rejected_lengths=np.ones(1), length_normalize=self.length_normalize,
+                             divergence=self.divergence)
+
+  @property
+  def micro_batch(self):
+    return self.batch_size // self.grad_accum
+
+
+class TrainState(NamedTuple):
+  """The checkpointed training pytree (DESIGN.md §3)."""
+  params: Any
+  opt_state: Any
+  step: jax.Array  # int32 scalar: optimiser steps taken
+  key: jax.Array  # typed PRNG key (stored as key data in checkpoints)
+
+
+def _cosine(cfg):
+  return optax.warmup_cosine_decay_schedule(
+      0.0, cfg.learning_rate, max(cfg.warmup_steps, 0), max(cfg.num_steps, cfg.warmup_steps + 1),
+      end_value=cfg.learning_rate * cfg.min_lr_ratio)
+
+
+def _linear(cfg):
+  return optax.join_schedules([
+      optax.linear_schedule(0.0, cfg.learning_rate, max(cfg.warmup_steps, 1)),
+      optax.linear_schedule(cfg.learning_rate, cfg.learning_rate * cfg.min_lr_ratio,
+                            max(cfg.num_steps - cfg.warmup_steps, 1))], [cfg.warmup_steps])
+
+
+def _constant(cfg):
+  if cfg.warmup_steps == 0:
+    return optax.constant_schedule(cfg.learning_rate)
+  return optax.join_schedules([
+      optax.linear_schedule(0.0, cfg.learning_rate, cfg.warmup_steps),
+      optax.constant_schedule(cfg.learning_rate)], [cfg.warmup_steps])
+
+
+SCHEDULES = {"cosine": _cosine, "linear": _linear, "constant": _constant}
+
+
+def make_optimizer(cfg):
+  """AdamW with the configured schedule and global-norm clipping; returns `(tx, schedule)`."""
+  schedule = SCHEDULES[cfg.schedule](cfg)
+  parts = [optax.clip_by_global_norm(cfg.grad_clip)] if cfg.grad_clip > 0 else []
+  parts.append(optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay))
+  return optax.chain(*parts), schedule
+
+
+def _check_batch(batch, where="batch"):
+  missing = [k for k in BATCH_KEYS if k not in batch]
+  if missing:
+    raise PrefjaxError(f"{where} is missing {missing}; a pairwise batch has {list(BATCH_KEYS)}")
+
+
+def make_logps_fn(model_config, reduction="sum"):
+  """`fn(params, batch) -> (chosen_logps [B], rejected_logps [B], chosen_counts [B], rejected_counts [B])`.
+
+  Chosen and rejected run as one forward pass over the concatenated `[2B, L]` batch (the same program for
+  policy and reference, so identical parameters give identical log-probs).
+  """
+  apply_fn = lm_model.Transformer(model_config).apply
+
+  def fn(params, batch):
+    tokens = jnp.concatenate([batch["chosen_tokens_BxL"], batch["rejected_tokens_BxL"]], axis=0)
+    loss_mask = jnp.concatenate([batch["chosen_loss_mask_BxL"], batch["rejected_loss_mask_BxL"]], 0)
+    attn = jnp.concatenate([batch["chosen_attention_mask_BxL"], batch["rejected_attention_mask_BxL"]], 0)
+    out = logprobs.policy_logps(apply_fn, params, tokens, loss_mask, attn, reduction=reduction)
+    b = batch["chosen_tokens_BxL"].shape[0]
+    return out.logps[:b], out.logps[b:], out.counts[:b], out.counts[b:]
+
+  return fn
+
+
+def _loss_fn(params, micro, ref_params, *, logps_fn, cfg):
+  pw, pl, nw, nl = logps_fn(params, micro)
+  if ref_params is None:
+    rw, rl = micro["ref_chosen_logps_B"], micro["ref_rejected_logps_B"]
+  else:
+    rw, rl, _, _ = logps_fn(jax.lax.stop_gradient(ref_params), micro)
+    rw, rl = jax.lax.stop_gradient(rw), jax.lax.stop_gradient(rl)
+  losses, m = objectives.pairwise_loss_and_metrics(
+      cfg.objective, pw, pl, rw, rl, beta=cfg.beta, label_smoothing=cfg.label_smoothing,
+      chosen_lengths=nw, rejected_lengths=nl, length_normalize=cfg.length_normalize,
+      divergence=cfg.divergence)
+  loss = jnp.mean(losses)
+  metrics = {
+      "loss": loss,
+      "rewards/chosen": jnp.mean(m.rewards_chosen),
+      "rewards/rejected": jnp.mean(m.rewards_rejected),
+      "rewards/margins": jnp.mean(m.margins),
+      "rewards/accuracies": jnp.mean(m.accuracies),
+      "logps/chosen": jnp.mean(jax.lax.stop_gradient(pw)),
+      "logps/rejected": jnp.mean(jax.lax.stop_gradient(pl)),
+  }
+  return loss, metrics
+
+
+def make_train_step(model_config, cfg, *, live_reference):
+  """The optimiser step `step(state, batch_AxBx..., ref_params) -> (state, metrics)` (not jitted).
+
+  `batch` arrays have a leading micro-batch axis A = `cfg.grad_accum`; gradients and metrics are averaged
+  over it. With `live_reference=False` the batch carries `ref_chosen_logps_B` / `ref_rejected_logps_B`
+  and `ref_params` is ignored (pass None). A non-finite loss or gradient leaves the state unchanged.
+  """
+  tx, schedule = make_optimizer(cfg)
+  logps_fn = make_logps_fn(model_config, cfg.reduction)
+  grad_fn = jax.value_and_grad(
+      lambda p, micro, ref: _loss_fn(p, micro, ref, logps_fn=logps_fn, cfg=cfg), has_aux=True)
+
+  def step(state, batch, ref_params):
+    ref = ref_params if live_reference else None
+
+    def body(acc, micro):
+      (_, metrics), grads = grad_fn(state.params, micro, ref)
+      return jax.tree.map(jnp.add, acc, (grads, metrics)), None
+
+    zeros = (jax.tree.map(jnp.zeros_like, state.params),
+             jax.eval_shape(lambda: grad_fn(state.params, jax.tree.map(lambda x: x[0], batch), ref)[0][1]))
+    zeros = (zeros[0], jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zeros[1]))
+    (grads, metrics), _ = jax.lax.scan(body, zeros, batch)
+    a = cfg.grad_accum
+    grads = jax.tree.map(lambda g: g / a, grads)
+    metrics = jax.tree.map(lambda m: m / a, metrics)
+    grad_norm = optax.tree.norm(grads)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+    new_state = TrainState(keep(params, state.params), keep(opt_state, state.opt_state),
+                           state.step + finite.astype(jnp.int32),
+                           state.key)
+    metrics.update({"grad_norm": grad_norm, "learning_rate": schedule(state.step),
+                    "finite": finite})
+    return new_state, metrics
+
+  return step
+
+
+# ------------------------------------------------------------------------------------------------
+# Data: in-memory pairs with a resumable iterator (the same contract as prefjax.lm.data).
+# ------------------------------------------------------------------------------------------------
+
+
+class PairArrays:
+  """An in-memory pairwise dataset: a dict of `[N, L]` int32 arrays with the batch contract's keys."""
+
+  def __init__(self, arrays):
+    _check_batch(arrays, "PairArrays")
+    self.arrays = {k: np.asarray(arrays[k], np.int32) for k in BATCH_KEYS}
+    n = {v.shape[0] for v in self.arrays.values()}
+    if len(n) != 1 or 0 in n:
+      raise PrefjaxError(f"PairArrays: arrays must share a non-zero leading size, got {sorted(n)}")
+
+  def __len__(self):
+    return next(iter(self.arrays.values())).shape[0]
+
+  def iterator(self, batch_size, seed=0, state=None):
+    it = PairIterator(self, batch_size, seed)
+    if state is not None:
+      it.restore(state)
+    return it
+
+
+class PairIterator:
+  """Epochs of a deterministic permutation (seeded by (seed, epoch)); state is a JSON dict of ints."""
+
+  def __init__(self, dataset, batch_size, seed):
+    if batch_size > len(dataset):
+      raise PrefjaxError(f"batch_size={batch_size} exceeds the dataset's {len(dataset)} pairs")
+    self.dataset, self.batch_size, self.seed = dataset, int(batch_size), int(seed)
+    self.epoch, self.index = 0, 0
+    self._perm = self._permutation(0)
+
+  def _permutation(self, epoch):
+    return np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset))
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    if self.index + self.batch_size > len(self.dataset):  # drop the remainder; next epoch
+      self.epoch, self.index = self.epoch + 1, 0
+      self._perm = self._permutation(self.epoch)
+    idx = self._perm[self.index:self.index + self.batch_size]
+    self.index += self.batch_size
+    return {k: v[idx] for k, v in self.dataset.arrays.items()}
+
+  def state(self):
+    return {"seed": self.seed, "epoch": self.epoch, "index": self.index,
+            "num_examples": len(self.dataset), "batch_size": self.batch_size}
+
+  def restore(self, state):
+    if state.get("num_examples", len(self.dataset)) != len(self.dataset):
+      raise PrefjaxError(f"iterator state is for {state['num_examples']} examples, the dataset has "
+                         f"{len(self.dataset)}")
+    self.seed, self.epoch, self.index = int(state["seed"]), int(state["epoch"]), int(state["index"])
+    self._perm = self._permutation(self.epoch)
+
+
+# ------------------------------------------------------------------------------------------------
+# Reference log-probs cache.
+# ------------------------------------------------------------------------------------------------
+
+
+def pair_keys(batch):
+  """Content hashes (hex) of each pair's chosen and rejected tokens and masks: the cache keys."""
+  rows = np.concatenate([np.asarray(batch[k], np.int32) for k in BATCH_KEYS], axis=1)
+  return [hashlib.blake2b(r.tobytes(), digest_size=16).hexdigest() for r in rows]
+
+
+class ReferenceCache:
+  """Reference log-probs by pair hash; filled by `precompute` and lazily, saved as an npz."""
+
+  def __init__(self, path):
+    self.path = path
+    self.table = {}
+    self.dirty = False
+    if path and os.path.exists(path):
+      data = np.load(path)
+      for k, w, l in zip(data["keys"], data["chosen"], data["rejected"]):
+        self.table[str(k)] = (np.float32(w), np.float32(l))
+
+  def lookup(self, batch, compute):
+    """`(chosen [B], rejected [B])` float32 for `batch`, computing missing rows with `compute(batch)`."""
+    keys = pair_keys(batch)
+    missing = [i for i, k in enumerate(keys) if k not in self.table]
+    if missing:
+      w, l = compute(batch)
+      w, l = np.asarray(w, np.float32), np.asarray(l, np.float32)
+      for i in missing:
+        self.table[keys[i]] = (w[i], l[i])
+      self.dirty = True
+    return (np.array([self.table[k][0] for k in keys], np.float32),
+            np.array([self.table[k][1] for k in keys], np.float32))
+
+  def save(self):
+    if not self.path or not self.dirty:
+      return
+    keys = sorted(self.table)
+    arrays = {"keys": np.array(keys), "chosen": np.array([self.table[k][0] for k in keys], np.float32),
+              "rejected": np.array([self.table[k][1] for k in keys], np.float32)}
+    tmp = self.path + ".tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, self.path)
+    self.dirty = False
+
+
+# ------------------------------------------------------------------------------------------------
+# The loop.
+# ------------------------------------------------------------------------------------------------
+
+
+class TrainResult(NamedTuple):
+  state: TrainState
+  history: list  # the metrics records written this call (and restored ones are in metrics.jsonl)
+  preempted: bool  # stopped by SIGTERM (checkpoint saved)
+  resumed_from: Optional[int]
+
+
+def device_peak_flops(cfg):
+  if cfg.peak_flops:
+    return float(cfg.peak_flops)
+  kind = jax.devices()[0].device_kind
+  for name, flops in PEAK_FLOPS.items():
+    if kind.startswith(name):
+      return flops
+  return None
+
+
+def _boxed_state(model_config, tx, key):
+  def build():
+    variables = lm_model.init_params(model_config, key)
+    return variables, tx.init(variables)
+  return jax.eval_shape(build)
+
+
+def state_shardings(model_config, cfg, mesh):
+  """`NamedSharding`s of a `TrainState` on `mesh` via the model's logical axis rules."""
+  tx, _ = make_optimizer(cfg)
+  boxed_params, boxed_opt = _boxed_state(model_config, tx, jax.random.key(0))
+  rep = shd.replicated(mesh)
+  return TrainState(shd.logical_shardings(boxed_params, mesh), shd.logical_shardings(boxed_opt, mesh),
+                    rep, rep)
+
+
+def init_state(model_config, cfg, params, key, mesh):
+  """A `TrainState` from (unboxed) `params`, placed on `mesh`."""
+  tx, _ = make_optimizer(cfg)
+  shardings = state_shardings(model_config, cfg, mesh)
+  # A copy: the step donates the state, and `params` may alias the reference's buffers.
+  params = jax.tree.map(lambda x: jnp.array(x, copy=True),
+                        jax.device_put(nn.unbox(params), shardings.params))
+  opt_state = jax.jit(tx.init, out_shardings=shardings.opt_state)(params)
+  return TrainState(params, opt_state, jax.device_put(jnp.zeros((), jnp.int32), shardings.step),
+                    jax.device_put(key, shardings.key))
+
+
+def _abstract_state(state):
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+
+
+def _truncate_metrics(workdir, last_step):
+  path = workdir.file("metrics.jsonl")
+  if not os.path.exists(path):
+    return
+  import json  # pylint: disable=g-import-not-at-top
+  with open(path, encoding="utf-8") as f:
+    lines = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= last_step]
+  with open(path, "w", encoding="utf-8") as f:
+    f.writelines(lines)
+
+
+def train(model_config, cfg, dataset, workdir, *, init_params, ref_params=None, eval_fn=None,
+          mesh=None, on_step=None, verbose=True, extra_config=None):
+  """Trains (or resumes training of) a policy on a pairwise dataset; writes everything to `workdir`.
+
+  Args:
+    model_config: the policy's `TransformerConfig` (the reference has the same architecture).
+    cfg: `TrainConfig`.
+    dataset: an object with `iterator(batch_size, seed=, state=)` returning an iterator of batch dicts
+      (`BATCH_KEYS`, numpy int32 `[B, L]`) with `state()` / `restore(state)` (`PairArrays`, or
+      `prefjax.lm.data`'s datasets).
+    workdir: directory (str or `Workdir`): metrics.jsonl, checkpoints/, reference_logps.npz.
+    init_params: the policy's initial variables (usually the reference's).
+    ref_params: the reference's variables (default: `init_params`).
+    eval_fn: optional `eval_fn(params) -> dict of floats`, logged as eval/<name> at step 0, every
+      `cfg.eval_every` steps and at the end.
+    mesh: device mesh (default: every device on the data axis).
+    on_step: optional `on_step(step, record)` hook after each step's bookkeeping (tests use it to
+      simulate a crash).
+    verbose: print a progress line every `cfg.log_every` steps.
+    extra_config: JSON dict stored in checkpoints and compared on resume (e.g. the model config).
+
+  Returns:
+    `TrainResult`.
+
+  Raises:
+    NonFiniteError: a non-finite loss/gradient (the last good state is checkpointed first).
+    PrefjaxError: a checkpoint from another model shape, a malformed batch.
+  """
+  workdir = workdir if isinstance(workdir, Workdir) else Workdir(workdir)
+  mesh = shd.make_mesh() if mesh is None else mesh
+  if cfg.micro_batch % shd.batch_divisor(mesh):
+    raise PrefjaxError(f"micro-batch {cfg.micro_batch} (batch_size / grad_accum) must be a multiple of "
+                       f"the mesh's data×fsdp = {shd.batch_divisor(mesh)}")
+  live = cfg.reference == "live"
+  ref_params = init_params if ref_params is None else ref_params
+  shardings = state_shardings(model_config, cfg, mesh)
+  ref_params = jax.device_put(nn.unbox(ref_params), shardings.params)
+  key = jax.random.key(cfg.seed)
+  state = init_state(model_config, cfg, init_params, key, mesh)
+  checkpointer = ckpt.Checkpointer(workdir.file(CHECKPOINTS), max_to_keep=cfg.keep_checkpoints)
+  meta = {"model": dataclasses.asdict(model_config) | {"dtype": str(model_config.dtype),
+                                                      "param_dtype": str(model_config.param_dtype)},
+          **(extra_config or {})}
+  meta = jax.tree.map(lambda x: x if isinstance(x, (int, float, str, bool, type(None))) else str(x), meta)
+
+  iterator = dataset.iterator(cfg.batch_size, seed=cfg.seed)
+  resumed_from = checkpointer.latest_step()
+  if resumed_from is not None:
+    state, extra = checkpointer.restore(_abstract_state(state))
+    iterator.restore(extra["iterator"])
+    _truncate_metrics(workdir, resumed_from)
+    if verbose:
+      print(f"resumed from {checkpointer.directory} step {resumed_from}", flush=True)
+
+  jstep, logps_fn = _compiled(model_config, cfg, live, mesh)
+  cache = None if live else ReferenceCache(workdir.file(REFERENCE_CACHE))
+
+  def ref_compute(batch):
+    w, l, _, _ = logps_fn(ref_params, shd.shard_batch(batch, mesh) if _divisible(batch, mesh) else batch)
+    return jax.device_get(w), jax.device_get(l)
+
+  seq_len = None
+  peak = device_peak_flops(cfg)
+  history = []
+
+  def save(step):
+    checkpointer.save(step, state, {"iterator": iterator.state(), **meta})
+    if cache is not None:
+      cache.save()
+
+  def log(record):
+    workdir.append_metrics(record)
+    history.append(record)
+
+  start = int(jax.device_get(state.step))
+  if eval_fn is not None and start == 0:
+    log({"step": 0, **{f"eval/{k}": v for k, v in eval_fn(state.params).items()}})
+
+  preempted = False
+  with ckpt.SigtermFlag() as sigterm:
+    for step in range(start, cfg.num_steps):
+      batch = next(iterator)
+      _check_batch(batch)
+      if seq_len is None:
+        seq_len = batch["chosen_tokens_BxL"].shape[1]
+      if cache is not None:
+        w, l = cache.lookup(batch, ref_compute)
+        batch = {**batch, "ref_chosen_logps_B": w, "ref_rejected_logps_B": l}
+      a = cfg.grad_accum
+      host = {k: np.asarray(v).reshape((a, cfg.micro_batch) + np.shape(v)[1:]) for k, v in batch.items()}
+      t0 = time.perf_counter()
+      new_state, metrics = jstep(state, shd.shard_batch(host, mesh, batch_axis=1),
+                                 ref_params if live else None)
+      metrics = jax.device_get(metrics)
+      seconds = time.perf_counter() - t0
+      state = new_state
+      if not bool(metrics.pop("finite")):
+        save(int(jax.device_get(state.step)))
+        checkpointer.close()
+        raise NonFiniteError(
+            f"non-finite loss ({metrics['loss']}) or grad_norm ({metrics['grad_norm']}) at step {step + 1}; "
+            f"stopped with the last good state (step {int(jax.device_get(state.step))}) checkpointed in "
+            f"{checkpointer.directory}")
+      n_tokens = 2 * cfg.batch_size * (batch["chosen_tokens_BxL"].shape[1])
+      record = {"step": step + 1, "epoch": iterator.state().get("epoch", 0),
+                **{k: float(v) for k, v in metrics.items()},
+                "tokens_per_second": n_tokens / seconds, "step_seconds": seconds}
+      flops = lm_model.flops_per_token(model_config, seq_len) + (
+          lm_model.flops_per_token(model_config, seq_len, training=False) if live else 0)
+      record["mfu"] = (flops * n_tokens / seconds / (peak * mesh.size)) if peak else None
+      done = step + 1 == cfg.num_steps
+      if eval_fn is not None and (done or (cfg.eval_every and (step + 1) % cfg.eval_every == 0)):
+        record.update({f"eval/{k}": v for k, v in eval_fn(state.params).items()})
+      if done or (step + 1) % cfg.log_every == 0 or any(k.startswith("eval/") for k in record):
+        log(record)
+        if verbose:
+          print(_progress(record, cfg.num_steps), flush=True)
+      if on_step is not None:
+        on_step(step + 1, record)
+      if done or (cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0) or sigterm.received:
+        save(step + 1)
+      if sigterm.received:
+        preempted = True
+        if verbose:
+          print(f"SIGTERM: checkpointed step {step + 1} and stopped", flush=True)
+        break
+  checkpointer.close()
+  return TrainResult(state, history, preempted, resumed_from)
+
+
+_COMPILED = {}
+
+
+def _compiled(model_config, cfg, live, mesh):
+  """Jitted step and log-prob functions, reused across `train` calls with the same static setup."""
+  fields = dataclasses.replace(cfg, log_every=1, eval_every=0, checkpoint_every=0, keep_checkpoints=1)
+  try:
+    key = (model_config, fields, live, mesh)
+    hash(key)
+  except TypeError:  # e.g. a dict combination of objectives
+    key = None
+  if key is not None and key in _COMPILED:
+    return _COMPILED[key]
+  shardings = state_shardings(model_config, cfg, mesh)
+  jstep = jax.jit(make_train_step(model_config, cfg, live_reference=live),
+                  out_shardings=(shardings, None), donate_argnums=(0,))
+  logps_fn = jax.jit(make_logps_fn(model_config, cfg.reduction))
+  if key is not None:
+    if len(_COMPILED) > 16:
+      _COMPILED.clear()
+    _COMPILED[key] = (jstep, logps_fn)
+  return jstep, logps_fn
+
+
+def _divisible(batch, mesh):
+  return batch["chosen_tokens_BxL"].shape[0] % shd.batch_divisor(mesh) == 0
+
+
+def _progress(record, num_steps):
+  width = 20
+  done = int(width * record["step"] / num_steps)
+  line = (f"[{'#' * done}{'.' * (width - done)}] step {record['step']}/{num_steps} "
+          f"loss {record['loss']:.4f} margin {record['rewards/margins']:.3f} "
+          f"acc {record['rewards/accuracies']:.2f} tok/s {record['tokens_per_second']:.0f}")
+  evals = [f"{k[5:]} {v:.3f}" for k, v in record.items() if k.startswith("eval/") and v is not None]
+  return line + ("  " + " ".join(evals) if evals else "")

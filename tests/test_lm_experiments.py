@@ -1,0 +1,85 @@
+"""The lm_offline experiment through its runner (quick variant), its configs and the notebook."""
+
+import json
+import os
+
+import nbformat
+import numpy as np
+import pytest
+from nbclient import NotebookClient
+
+from experiments.configs import lm_dpo_synthetic
+from experiments.configs import lm_pretrained
+from prefjax import runners
+from prefjax.errors import PrefjaxError
+from prefjax.lm import experiments as lm_experiments
+from prefjax.lm import synthetic as syn
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_synthetic_evaluation_is_exact():
+  """Enumeration oracle: the optimum of Ψ = logit is π_ref e^{r/β} (reward/KL identity), win rate of π_ref is ½."""
+  task = syn.make_task(seed=3, num_prompts=2, vocab_size=3, response_len=2)
+  ref = task.sft_logp_CxN
+  beta = 0.5
+  m = syn.evaluate(task, ref, ref)
+  assert m["kl"] == pytest.approx(0.0, abs=1e-12) and m["win_rate"] == pytest.approx(0.5, abs=1e-12)
+  opt = syn.optimum(task, ref, beta, "logit")
+  # RLHF optimum π* ∝ π_ref e^{r/β} (2305.18290 Eq. 4): E r − β KL = β E_x log Z(x).
+  log_z = np.log(np.sum(np.exp(ref + task.rewards_CxN / beta), -1))
+  mo = syn.evaluate(task, opt, ref)
+  assert mo["reward"] - beta * mo["kl"] == pytest.approx(beta * log_z.mean(), rel=1e-9)
+  # Brute-force win rate: a double loop over responses for every prompt.
+  brute = []
+  for c in range(task.num_prompts):
+    p, q, r = np.exp(opt[c]), np.exp(ref[c]), task.rewards_CxN[c]
+    brute.append(sum(p[i] * q[j] / (1 + np.exp(-(r[i] - r[j])))
+                     for i in range(len(r)) for j in range(len(r))))
+  assert mo["win_rate"] == pytest.approx(np.mean(brute), rel=1e-12)
+
+
+@pytest.mark.slow
+def test_lm_dpo_synthetic_quick(tmp_path):
+  """Acceptance: DPO and IPO raise the exact win rate against π_ref well above ½ in the quick config; IPO's
+  KL stays bounded, near its closed-form optimum's, below DPO's; numbers in summary.json."""
+  config = lm_dpo_synthetic.get_config("quick")
+  assert runners.get_runner(config.experiment) is lm_experiments.run_lm_offline
+  summary = lm_experiments.run_lm_offline(config, str(tmp_path))
+  saved = json.load(open(tmp_path / "summary.json"))
+  assert saved["objectives"].keys() == {"sigmoid", "ipo"}
+  dpo, ipo = summary["objectives"]["sigmoid"], summary["objectives"]["ipo"]
+  assert summary["reference"]["win_rate"] == pytest.approx(0.5, abs=1e-9)
+  assert dpo["win_rate"] > 0.7 and ipo["win_rate"] > 0.7, (dpo, ipo)
+  assert ipo["max_kl"] < 1.5 * ipo["optimum"]["kl"], ipo
+  assert ipo["kl"] < dpo["kl"]
+  for name in ("sigmoid", "ipo"):
+    assert os.path.exists(tmp_path / name / "checkpoints")
+  assert os.path.exists(tmp_path / "lm_curves.png")
+  arrays = np.load(tmp_path / "arrays.npz")
+  assert arrays["ipo__step"][0] == 0 and arrays["ipo__win_rate"][0] == pytest.approx(0.5, abs=1e-6)
+  records = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+  assert {r["objective"] for r in records} == {"sigmoid", "ipo"}
+
+
+def test_bad_configs_are_clear(tmp_path):
+  config = lm_dpo_synthetic.get_config("quick")
+  config.objective = "sigmoid,nope"
+  with pytest.raises(PrefjaxError, match="nope"):
+    lm_experiments.run_lm_offline(config, str(tmp_path))
+  config = lm_pretrained.get_config("quick")
+  with pytest.raises(PrefjaxError, match="model_dir"):
+    lm_experiments.run_lm_offline(config, str(tmp_path))
+
+
+@pytest.mark.slow
+def test_lm_dpo_notebook_runs_quick(tmp_path):
+  path = os.path.join(ROOT, "colab", "lm_dpo.ipynb")
+  nb = nbformat.read(path, as_version=4)
+  params = [c for c in nb.cells if c.cell_type == "code" and "QUICK = False" in c.source]
+  assert len(params) == 1
+  params[0].source = params[0].source.replace("QUICK = False", "QUICK = True").replace(
+      '"runs/lm_dpo_colab"', repr(str(tmp_path / "run")))
+  NotebookClient(nb, timeout=900, kernel_name="python3",
+                 resources={"metadata": {"path": os.path.join(ROOT, "colab")}}).execute()
+  assert os.path.exists(tmp_path / "run" / "lm_curves.png")

@@ -1,0 +1,126 @@
+"""Offline LM trainer: step-0 identities, gradient accumulation, NaN guard, metrics, config errors."""
+
+import functools
+import json
+import math
+import os
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from prefjax.errors import PrefjaxError
+from prefjax.lm import model as lm_model
+from prefjax.lm import synthetic as syn
+from prefjax.lm import train as tr
+
+
+@functools.lru_cache(maxsize=None)
+def _tiny(num_pairs=64):
+  """A 2-prompt, 4-token, 2-step task with a random 1-layer policy (shared by the tests: one compile)."""
+  task = syn.make_task(seed=1, num_prompts=2, vocab_size=4, response_len=2)
+  config = syn.model_config(task, d_model=16, num_layers=1, num_heads=2, d_ff=32)
+  params = nn.unbox(lm_model.init_params(config, jax.random.key(0)))
+  ref_logp = np.asarray(jax.jit(syn.make_policy_logp(task, config))(params))
+  pairs = syn.make_pairs(task, ref_logp, num_pairs, jax.random.key(1))
+  return task, config, params, tr.PairArrays(pairs)
+
+
+TRL_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
+            "logps/chosen", "logps/rejected", "grad_norm", "learning_rate", "tokens_per_second",
+            "step_seconds", "mfu")
+
+
+def test_step0_policy_equals_reference_gives_log2_and_zero_rewards():
+  """Acceptance: at step 0 with π = π_ref, sigmoid loss = log 2 and rewards = 0 exactly (live and cached)."""
+  _, config, params, data = _tiny()
+  cfg = tr.TrainConfig(objective="sigmoid", beta=0.1, batch_size=8, num_steps=1)
+  batch = next(data.iterator(8, seed=0))
+  logps = jax.jit(tr.make_logps_fn(config))
+  rw, rl, _, _ = logps(params, batch)
+  micro = {k: v[None] for k, v in batch.items()}
+  cached = {**micro, "ref_chosen_logps_B": np.asarray(rw)[None], "ref_rejected_logps_B": np.asarray(rl)[None]}
+  for live, b in ((True, micro), (False, cached)):
+    mesh = tr.shd.make_mesh(devices=jax.devices()[:1])
+    state = tr.init_state(config, cfg, params, jax.random.key(0), mesh)
+    _, m = jax.jit(tr.make_train_step(config, cfg, live_reference=live))(state, b, params if live else None)
+    m = jax.device_get(m)
+    for k in ("rewards/chosen", "rewards/rejected", "rewards/margins"):
+      assert m[k] == 0.0, (live, k, m[k])
+    assert m["rewards/accuracies"] == 0.0
+    assert m["loss"] == np.float32(math.log(2.0)), (live, m["loss"])
+    assert m["grad_norm"] > 0
+
+
+def test_grad_accumulation_matches_full_batch():
+  """Averaging gradients over 2 micro-batches of 4 equals one batch of 8 for a per-example objective."""
+  _, config, params, data = _tiny()
+  batch = next(data.iterator(8, seed=0))
+  mesh = tr.shd.make_mesh(devices=jax.devices()[:1])
+  out = []
+  for accum in (1, 2):
+    cfg = tr.TrainConfig(objective="ipo", beta=0.5, batch_size=8, grad_accum=accum, num_steps=2,
+                         learning_rate=1e-2, reference="live")
+    state = tr.init_state(config, cfg, params, jax.random.key(0), mesh)
+    b = {k: v.reshape((accum, 8 // accum) + v.shape[1:]) for k, v in batch.items()}
+    new, m = jax.jit(tr.make_train_step(config, cfg, live_reference=True))(state, b, params)
+    out.append((jax.device_get(new.params), jax.device_get(m)))
+  np.testing.assert_allclose(out[0][1]["loss"], out[1][1]["loss"], rtol=1e-6)
+  np.testing.assert_allclose(out[0][1]["grad_norm"], out[1][1]["grad_norm"], rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), out[0][0], out[1][0])
+
+
+def test_train_writes_trl_metrics_and_reference_cache(tmp_path, capsys):
+  _, config, params, data = _tiny()
+  cfg = tr.TrainConfig(objective="sigmoid", beta=0.1, batch_size=8, num_steps=3, learning_rate=1e-2,
+                       warmup_steps=1)
+  result = tr.train(config, cfg, data, str(tmp_path), init_params=params,
+                    eval_fn=lambda p: {"norm": float(sum(jnp.sum(x ** 2) for x in jax.tree.leaves(p)))})
+  records = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+  assert [r["step"] for r in records] == [0, 1, 2, 3]
+  for r in records[1:]:
+    assert set(TRL_KEYS) <= set(r), set(TRL_KEYS) - set(r)
+  assert records[1]["loss"] == pytest.approx(math.log(2), abs=1e-6)
+  assert records[1]["learning_rate"] == 0.0 and records[2]["learning_rate"] > 0  # warm-up from 0
+  assert "eval/norm" in records[0] and "eval/norm" in records[-1]
+  assert os.path.exists(tmp_path / tr.REFERENCE_CACHE)
+  assert int(result.state.step) == 3
+  assert "step 3/3" in capsys.readouterr().out
+
+
+def test_nonfinite_loss_stops_with_last_good_checkpoint(tmp_path):
+  """A NaN reference log-prob at step 3 stops training; checkpoint 2 is the latest and finite."""
+  _, config, params, data = _tiny()
+  it = data.iterator(8, seed=0)
+  batches = [next(it) for _ in range(3)]
+  seen = set(tr.pair_keys(batches[0]) + tr.pair_keys(batches[1]))
+  keys = [k for k in tr.pair_keys(batches[2]) if k not in seen]
+  assert keys
+  np.savez(tmp_path / tr.REFERENCE_CACHE, keys=np.array(keys),
+           chosen=np.full(len(keys), np.nan, np.float32), rejected=np.zeros(len(keys), np.float32))
+  cfg = tr.TrainConfig(objective="sigmoid", batch_size=8, num_steps=5, checkpoint_every=2,
+                       learning_rate=1e-2)
+  with pytest.raises(tr.NonFiniteError, match="step 3"):
+    tr.train(config, cfg, data, str(tmp_path), init_params=params, verbose=False)
+  checkpointer = tr.ckpt.Checkpointer(str(tmp_path / tr.CHECKPOINTS))
+  assert checkpointer.latest_step() == 2
+  mesh = tr.shd.make_mesh(devices=jax.devices()[:1])
+  target = tr.init_state(config, cfg, params, jax.random.key(0), mesh)
+  state, _ = checkpointer.restore(target)
+  assert int(state.step) == 2
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
+
+
+def test_config_errors_are_clear():
+  with pytest.raises(PrefjaxError, match="unknown|known"):
+    tr.TrainConfig(objective="no_such_loss")
+  with pytest.raises(PrefjaxError, match="grad_accum"):
+    tr.TrainConfig(batch_size=6, grad_accum=4)
+  with pytest.raises(PrefjaxError, match="reference"):
+    tr.TrainConfig(reference="sometimes")
+  with pytest.raises(PrefjaxError, match="beta"):
+    tr.TrainConfig(beta=0.0)
+  with pytest.raises(PrefjaxError, match="missing"):
+    tr.PairArrays({"chosen_tokens_BxL": np.zeros((2, 3), np.int32)})
