@@ -91,3 +91,26 @@ def test_batch_counts_follow_the_multinomial_law():
   assert abs(f333 - p333) < 5 * np.sqrt(p333 * (1 - p333) / n)
   # Too many outcomes: no count sampler.
   assert bandit.BatchCounts.build(100, 9) is None
+
+
+def test_batch_counts_alias_tables_encode_the_multinomial_law_exactly():
+  """The law implied by the alias tables (each column 2^-b, split at accept/2^(32-b)) equals the multinomial
+  pmf up to the threshold rounding bound 2^-(33-b)."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  for rows, batch in [(3, 9), (4, 5), (2, 1)]:
+    counter = bandit.BatchCounts.build(rows, batch)
+    b = counter.column_bits
+    # Decode every column's own and alias outcome through the sampler itself: a word whose low bits are 0
+    # keeps the column's own outcome (if accept > 0), the largest low bits take the alias.
+    columns = np.arange(2**b, dtype=np.uint32) << np.uint32(32 - b)
+    own = np.asarray(counter.sample(jnp.asarray(columns)))
+    alias = np.asarray(counter.sample(jnp.asarray(columns | np.uint32(2**(32 - b) - 1))))
+    accept = counter.accept.astype(np.float64) / 2**(32 - b)
+    law = {}
+    for i in range(2**b):
+      for vec, mass in ((tuple(own[i]), accept[i]), (tuple(alias[i]), 1.0 - accept[i])):
+        law[vec] = law.get(vec, 0.0) + mass / 2**b
+    pmf = {tuple(c): stats.multinomial.pmf(c, batch, np.full(rows, 1.0 / rows)) for c in counter.counts}
+    assert set(k for k, v in law.items() if v > 0) <= set(pmf)
+    err = max(abs(law.get(k, 0.0) - p) for k, p in pmf.items())
+    assert err <= 2.0**-(33 - b), (rows, batch, err)

@@ -104,16 +104,13 @@ def make_train(config, env):
   objective_kwargs = dict(config.objective_kwargs)
   num_records = config.num_steps // config.record_every
 
-  def batch_loss(logits, pairs, weights, ref_logits, hparams):
-    """Σ_i weights_i ℓ_i over the pairs `[B]` (weights 1/B for a sampled batch)."""
+  def batch_loss(logits, pairs, ref_chosen, ref_rejected, weights, hparams):
+    """Σ_i weights_i ℓ_i over the pairs `[B]` (weights 1/B for a sampled batch); reference log-probs given."""
     logp = jax.nn.log_softmax(logits, axis=-1)
-    ref_logp = jax.nn.log_softmax(ref_logits, axis=-1)
     ones = jnp.ones(pairs.chosen.shape, jnp.float32)  # A bandit action is one token.
     losses = objectives.pairwise_loss(
-        config.objective,
-        logp[pairs.context, pairs.chosen], logp[pairs.context, pairs.rejected],
-        ref_logp[pairs.context, pairs.chosen], ref_logp[pairs.context, pairs.rejected],
-        beta=hparams.beta, label_smoothing=hparams.label_smoothing,
+        config.objective, logp[pairs.context, pairs.chosen], logp[pairs.context, pairs.rejected],
+        ref_chosen, ref_rejected, beta=hparams.beta, label_smoothing=hparams.label_smoothing,
         chosen_lengths=ones, rejected_lengths=ones, **objective_kwargs)
     return jnp.sum(weights * losses)
 
@@ -129,21 +126,29 @@ def make_train(config, env):
     state = TrainState(logits=ref_logits, opt_state=transform.init(ref_logits))
     counter = _batch_counter(config, env, env_params)
 
+    ref_logp = jax.nn.log_softmax(ref_logits, axis=-1)  # Computed once, outside the step loop.
+
     if counter is None:  # Materialise each sampled batch.
       uniform = jnp.full((config.batch_size,), 1.0 / config.batch_size)
 
       def step(state, t):
         pairs = env.sample(jax.random.fold_in(key, t), env_params, config.batch_size)
-        return apply(state, grad_fn(state.logits, pairs, uniform, ref_logits, hparams), hparams)
+        ref_chosen = ref_logp[pairs.context, pairs.chosen]
+        ref_rejected = ref_logp[pairs.context, pairs.rejected]
+        loss_and_grads = grad_fn(state.logits, pairs, ref_chosen, ref_rejected, uniform, hparams)
+        return apply(state, loss_and_grads, hparams)
 
       def chunk_inputs(r):
         return r * config.record_every + jnp.arange(config.record_every)
     else:  # Weight every dataset row by its count in the batch: one random word per step.
       rows = env.rows(env_params)
+      ref_chosen = ref_logp[rows.context, rows.chosen]
+      ref_rejected = ref_logp[rows.context, rows.rejected]
 
       def step(state, bits):
         weights = counter.sample(bits).astype(jnp.float32) / config.batch_size
-        return apply(state, grad_fn(state.logits, rows, weights, ref_logits, hparams), hparams)
+        loss_and_grads = grad_fn(state.logits, rows, ref_chosen, ref_rejected, weights, hparams)
+        return apply(state, loss_and_grads, hparams)
 
       def chunk_inputs(r):
         return jax.random.bits(jax.random.fold_in(key, r), (config.record_every,), jnp.uint32)

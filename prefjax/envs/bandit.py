@@ -95,17 +95,32 @@ class BatchCounts(NamedTuple):
   """Exact sampler of how often each of M rows appears in a batch of B drawn uniformly with replacement.
 
   A per-example loss averaged over such a batch depends on the batch only through these counts, which follow
-  Multinomial(B; 1/M, …, 1/M). Enumerating the C = binom(B + M − 1, M − 1) possible count vectors and
-  inverting their cumulative distribution with one uniform 32-bit word draws a batch for the price of one
-  random number instead of B (random-number generation dominates small bandit runs on CPU). Each outcome's
-  probability is off by at most 2⁻³² from the multinomial law.
+  Multinomial(B; 1/M, …, 1/M). Enumerating the C = binom(B + M − 1, M − 1) possible count vectors and drawing
+  one of them with Walker's alias method costs one uniform 32-bit word per batch instead of B draws
+  (random-number generation dominates small bandit runs on CPU). The word's top b = ⌈log₂ C⌉ bits pick one of
+  2^b equally likely columns; its other 32 − b bits, compared with the column's threshold, pick the column's
+  own outcome or its alias. Thresholds are rounded to 32 − b bits: each column's split is off by at most
+  2^−(33−b) of the column's 2^−b, and an outcome meets at most 2^b columns, so its probability is off by at most
+  2^−(33−b) (3e-8 for C ≤ 256) from the multinomial law.
+
+  Each column stores its two count vectors packed into one integer (⌈log₂(B + 1)⌉ bits a row) when they fit
+  in 31 bits, so a draw is three table reads and a few shifts; otherwise it stores outcome indices into
+  `counts`.
 
   Attributes:
     counts: `[C, M]` int32, every count vector.
-    thresholds: `[C − 1]` uint32, round(2³² · CDF) of the outcomes in the order of `counts`.
+    accept: `[2^b]` uint32, a word's low bits below this keep the column's own outcome.
+    own: `[2^b]` int32, the column's own outcome (packed counts, or an index into `counts`).
+    alias: `[2^b]` int32, the outcome taken otherwise (same encoding).
+    column_bits: b.
+    count_bits: bits per packed count, or 0 when outcomes are indices.
   """
   counts: np.ndarray
-  thresholds: np.ndarray
+  accept: np.ndarray
+  own: np.ndarray
+  alias: np.ndarray
+  column_bits: int
+  count_bits: int
 
   @classmethod
   def build(cls, num_rows, batch_size, max_outcomes=256):
@@ -115,15 +130,56 @@ class BatchCounts(NamedTuple):
     counts = np.asarray(list(_compositions(batch_size, num_rows)), np.int64)
     log_pmf = (math.lgamma(batch_size + 1) - np.sum([[math.lgamma(c + 1) for c in row] for row in counts], 1)
                - batch_size * math.log(num_rows))
-    cdf = np.cumsum(np.exp(log_pmf))
-    thresholds = np.minimum(np.round(cdf[:-1] / cdf[-1] * 2.0**32), 2.0**32 - 1).astype(np.uint32)
-    return cls(counts=counts.astype(np.int32), thresholds=thresholds)
+    pmf = np.exp(log_pmf)
+    pmf /= pmf.sum()
+    column_bits = max(1, math.ceil(math.log2(len(pmf))))
+    accept, alias = _alias_table(pmf, 2**column_bits)
+    low_bits = 32 - column_bits
+    accept = np.minimum(np.round(accept * 2.0**low_bits), 2.0**low_bits).astype(np.uint32)
+    own = np.minimum(np.arange(2**column_bits), len(pmf) - 1)  # Padding columns always take their alias.
+    count_bits = max(1, math.ceil(math.log2(batch_size + 1)))
+    if num_rows * count_bits <= 31:
+      packed = (counts << (count_bits * np.arange(num_rows))[None, :]).sum(1)
+      own, alias = packed[own], packed[alias]
+    else:
+      count_bits = 0
+    return cls(counts=counts.astype(np.int32), accept=accept, own=own.astype(np.int32),
+               alias=alias.astype(np.int32), column_bits=column_bits, count_bits=count_bits)
 
   def sample(self, bits):
     """Count vectors `[..., M]` (int32) for uniform uint32 words `bits` `[...]`."""
-    # Binary search (log₂ C comparisons) beats comparing against all C − 1 thresholds on CPU.
-    outcome = jnp.searchsorted(jnp.asarray(self.thresholds), bits, side="right", method="scan")
-    return jnp.asarray(self.counts)[outcome]
+    low_bits = 32 - self.column_bits
+    column = (bits >> low_bits).astype(jnp.int32)
+    low = bits & jnp.uint32(2**low_bits - 1)
+    code = jnp.where(low < jnp.asarray(self.accept)[column], jnp.asarray(self.own)[column],
+                     jnp.asarray(self.alias)[column])
+    if not self.count_bits:
+      return jnp.asarray(self.counts)[code]
+    num_rows = self.counts.shape[1]
+    shifts = (self.count_bits * jnp.arange(num_rows, dtype=jnp.int32)).reshape((1,) * code.ndim + (-1,))
+    return (code[..., None] >> shifts) & (2**self.count_bits - 1)
+
+
+def _alias_table(pmf, num_columns):
+  """Vose's alias method over `num_columns` ≥ len(pmf) equally likely columns (padding has probability 0).
+
+  Returns (accept [num_columns] in [0, 1], alias [num_columns]): column i keeps outcome i with probability
+  accept[i] and gives alias[i] otherwise, so that each outcome's total probability is pmf.
+  """
+  scaled = np.zeros(num_columns)
+  scaled[:len(pmf)] = pmf * num_columns
+  accept = np.ones(num_columns)
+  alias = np.arange(num_columns)
+  small = [i for i in range(num_columns) if scaled[i] < 1.0]
+  large = [i for i in range(num_columns) if scaled[i] >= 1.0]
+  while small and large:
+    s, l = small.pop(), large.pop()
+    accept[s], alias[s] = scaled[s], l
+    scaled[l] -= 1.0 - scaled[s]
+    (small if scaled[l] < 1.0 else large).append(l)
+  for i in small + large:  # Leftovers are 1 up to rounding.
+    accept[i], alias[i] = 1.0, i
+  return accept, alias
 
 
 def _compositions(total, parts):
