@@ -52,6 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from prefjax import intervals
+from prefjax import jit_utils
 from prefjax import objectives
 from prefjax import workdir as workdir_lib
 from prefjax.bandit import contextual
@@ -398,14 +399,7 @@ def make_sweep(trains, fast_compile=False):
     return [grid(keys, hp, params) for grid, hp in zip(grids, hparams)]
 
   sweep = jax.jit(run_all)
-  if not fast_compile:
-    return sweep
-
-  def compile_and_run(*args):
-    compiled = sweep.lower(*args).compile(compiler_options={"xla_backend_optimization_level": 0})
-    return compiled(*args)
-
-  return compile_and_run
+  return jit_utils.compile_fast(sweep) if fast_compile else sweep
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from prefjax import jit_utils
 from prefjax import objectives
 from prefjax.envs import bandit
 from prefjax.errors import PrefjaxError
@@ -223,11 +224,4 @@ def make_sweep(train, fast_compile=False):
       return [grid(keys, hp, env_params, ref_logits) for grid, hp in zip(grids, hparams)]
 
     sweep = jax.jit(run_all)
-  if not fast_compile:
-    return sweep
-
-  def compile_and_run(*args):
-    compiled = sweep.lower(*args).compile(compiler_options={"xla_backend_optimization_level": 0})
-    return compiled(*args)
-
-  return compile_and_run
+  return jit_utils.compile_fast(sweep) if fast_compile else sweep

@@ -26,6 +26,7 @@ import optax
 from jax.scipy.special import logsumexp
 from jax.scipy.stats import norm
 
+from prefjax import jit_utils
 from prefjax.errors import PrefjaxError
 
 LOW, HIGH = -10.0, 10.0
@@ -123,17 +124,8 @@ def init_energy(key, model):
   return jax.jit(model.init)(key, jnp.zeros((1,), jnp.float32))["params"]
 
 
-def jit_maybe_fast(fn, fast_compile=False):
-  """`jax.jit(fn)`, compiled with XLA's backend optimisation level 0 when `fast_compile` (short runs: tests
-  and `:quick` variants, whose time is compilation; about twice as fast to compile, slower to run)."""
-  jitted = jax.jit(fn)
-  if not fast_compile:
-    return jitted
-
-  def run(*args):
-    return jitted.lower(*args).compile(compiler_options={"xla_backend_optimization_level": 0})(*args)
-
-  return run
+# `jax.jit(fn)`, compiled at XLA optimisation level 0 when `fast_compile` (see prefjax.jit_utils).
+jit_maybe_fast = jit_utils.jit
 
 
 def pretrain(key, model, grid, *, num_steps=4096, lr=1e-3, target_logpdf=pretrain_target_logpdf,

@@ -19,24 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from prefjax.errors import PrefjaxError
+from prefjax.objectives import _checks
 
 
-def _concrete(x):
-  return None if isinstance(x, jax.core.Tracer) else np.asarray(x)
-
-
-def _batch(arrays, names):
-  out = [jnp.asarray(x) for x in arrays]
-  for x, name in zip(out, names):
-    if x.ndim != 1:
-      raise PrefjaxError(f"{name} must be a 1-D array [B], got shape {x.shape}")
-    if x.shape != out[0].shape:
-      raise PrefjaxError(
-          f"{name} has shape {x.shape} but {names[0]} has shape {out[0].shape}: all must be [B]")
-  if out[0].shape[0] == 0:
-    raise PrefjaxError("empty batch: B = 0 examples")
-  dtype = jnp.result_type(*out, float)
-  return [x.astype(dtype) for x in out]
+_concrete = _checks.concrete
+_batch = _checks.batch_arrays
 
 
 def _positive(x, name):

@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from prefjax import jit_utils
 from prefjax.errors import PrefjaxError
 from prefjax import intervals
 from prefjax.ranking import aggregate
@@ -93,12 +94,8 @@ def _coverage(key, intransitivity, *, num_models, num_votes, dim, skill_scale, n
 
 
 def _compiled(fn, *args, fast_compile=False):
-  """Calls `jax.jit(fn)(*args)`, compiled at XLA backend optimisation level 0 when `fast_compile` (short runs,
-  tests and notebooks, whose time is mostly compilation)."""
-  if not fast_compile:
-    return jax.jit(fn)(*args)
-  lowered = jax.jit(fn).lower(*args)
-  return lowered.compile(compiler_options={"xla_backend_optimization_level": 0})(*args)
+  """Calls `jax.jit(fn)(*args)`, compiled at XLA optimisation level 0 when `fast_compile` (short runs)."""
+  return jit_utils.jit(fn, fast_compile)(*args)
 
 
 def _validate(config):
