@@ -26,6 +26,8 @@ RUNNERS = {
     "objective_benchmark": "prefjax.bandit.objective_benchmark:run_objective_benchmark",
     # Transformer language models.
     "lm_offline": "prefjax.lm.experiments:run_lm_offline",
+    "lm_nash_synthetic": "prefjax.lm.online_experiments:run_lm_nash_synthetic",
+    "lm_sppo_synthetic": "prefjax.lm.online_experiments:run_lm_sppo_synthetic",
 }
 
 
