@@ -55,7 +55,7 @@ def np_pro(logp, lengths, r, sft_weight, use_temperatures):
     inv_t = {i: (rf[k] - rf[i] if use_temperatures else 1.0) for i in range(k + 1, n)}
     inv_t[k] = max(inv_t[i] for i in range(k + 1, n)) if use_temperatures else 1.0
     total -= inv_t[k] * rp[k] - np.log(sum(np.exp(inv_t[i] * rp[i]) for i in range(k, n)))
-  return total - sft_weight * rp[0]
+  return total - sft_weight * (n - 1) ** 2 * logp[order[0]]  # official code: summed log-prob, (K − 1)² λ
 
 
 def np_lipo(s, psi):
@@ -138,6 +138,14 @@ def test_k2_reductions_to_pairwise(x64):
   nca = pairwise.pairwise_loss("nca_pair", pw, pl, rw, rl, beta=BETA)
   got = listwise.listwise_loss("nca", policy, ref, beta=BETA, rewards=rewards, temperature=1e-3)
   np.testing.assert_allclose(got, nca, rtol=1e-12)
+  # PRO at K = 2 (official code): a logistic loss on the length-normalised policy log-probs (no reference) with
+  # the reward gap g = r_w − r_l as inverse temperature, plus λ (K − 1)² = λ times the chosen NLL (summed).
+  gap = rng.uniform(0.5, 2.0, size=b)
+  lengths = rng.integers(1, 5, size=(b, 2)).astype(np.float64)
+  got = listwise.listwise_loss("pro", policy, ref, beta=BETA, rewards=np.stack([gap, np.zeros(b)], 1),
+                               lengths=lengths, sft_weight=0.2)
+  want = np.logaddexp(0.0, -gap * (pw / lengths[:, 0] - pl / lengths[:, 1])) - 0.2 * pw
+  np.testing.assert_allclose(got, want, rtol=1e-12)
   # Swapping the columns (and the labels) changes nothing.
   got = listwise.listwise_loss("plackett_luce", policy[:, ::-1], ref[:, ::-1], beta=BETA,
                                rewards=rewards[:, ::-1])

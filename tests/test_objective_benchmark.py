@@ -27,47 +27,117 @@ def _tiny(k=2):
   ctx = data.context[:, None]
   logits = params.ref_logits + 0.3 * jax.random.normal(jax.random.PRNGKey(2), params.ref_logits.shape)
   logits = jax.nn.log_softmax(logits, -1)
-  return ob.Batch(logits[ctx, data.responses], params.ref_logits[ctx, data.responses], data)
+  return ob.Batch(logits[ctx, data.responses], params.ref_logits[ctx, data.responses], data,
+                  log_probs=logits[data.context], index=jnp.arange(6, dtype=jnp.int32) + 10)
 
 
 def _hp(beta=0.5):
   return ob.BenchHParams(*(jnp.float32(v) for v in (beta, 0.1, 0.0, 0.0)), jnp.int32(6))
 
 
+def _call(fn, batch, hp, key=jax.random.PRNGKey(7)):
+  """A loss's value on a batch, through the plain or the stateful protocol (from its initial state)."""
+  if getattr(fn, "needs_value", False):
+    batch = batch._replace(values=jnp.zeros(batch.logp.shape[:1]))
+  if hasattr(fn, "init_state"):
+    k_state, k_step = jax.random.split(key)
+    return fn(batch, hp, fn.init_state(k_state), k_step)[0]
+  return fn(batch, hp)
+
+
+def _np_pair(batch):
+  d = jax.tree.map(np.asarray, batch.data)
+  lp, ref = np.asarray(batch.logp, np.float64), np.asarray(batch.ref_logp, np.float64)
+  rows = np.arange(len(d.chosen))
+  return (lp[rows, d.chosen], lp[rows, 1 - d.chosen], ref[rows, d.chosen], ref[rows, 1 - d.chosen])
+
+
+def np_softplus(z):
+  return np.logaddexp(0.0, z)
+
+
 def test_every_available_objective_trains_through_its_adapter():
-  """Each objective of each family gives a finite loss on a K = 3 batch (training them is the benchmark); the pairwise
+  """Each objective of each family gives a finite loss (listwise ones on a K = 3 batch; training them is the
+  benchmark); the pairwise
   adapter is DPO on the labelled pair; at K = 2 the listwise Plackett–Luce adapter equals DPO on the same data
-  (the pair label and the ranking come from one draw)."""
+  (the pair label and the ranking come from one draw); the stateful and batch-coupled adapters reduce to their
+  closed forms: β-DPO without filtering and with α = 0 and γ-PO with γ₀ = 0 are DPO, BCO from the initial state
+  shifts by the mean implicit reward of the batch, JPO averages DPO and the cross-prompt pairs of `jpo_pairs`,
+  Cringe with α = 0 is the chosen response's NLL."""
   names = ob.list_benchmark_objectives()
-  assert {"pairwise", "listwise", "distributional", "single", "margins"} <= set(names.values())
+  assert {"pairwise", "listwise", "distributional", "single", "margins", "cross_prompt",
+          "unlikelihood"} <= set(names.values())
+  for name in ("bco", "beta_dpo", "gamma_po", "jpo", "cringe", "dro", "mmpo"):
+    assert name in names, name
   losses = {n: ob.FAMILIES.get(f).make_loss(n, (("labels", "ranks"),) if f == "listwise" else ())
             for n, f in names.items()}
-  batch3 = _tiny(k=3)
+  variants = {
+      "beta_dpo_plain": ob.FAMILIES.get("margins").make_loss(
+          "beta_dpo", (("alpha", 0.0), ("filter_fraction", 0.0))),
+      "gamma_po_zero": ob.FAMILIES.get("margins").make_loss("gamma_po", (("gamma0", 0.0),)),
+      "cringe_nll": ob.FAMILIES.get("unlikelihood").make_loss("cringe", (("alpha", 0.0),)),
+  }
+  batch3, batch2 = _tiny(k=3), _tiny(k=2)
 
-  def all_losses(batch):
-    def one(fn):
-      values = jnp.zeros(batch.logp.shape[:1]) if getattr(fn, "needs_value", False) else None
-      return fn(batch._replace(values=values), _hp())
-    return {n: one(fn) for n, fn in losses.items()}
+  def all_losses(batch3, batch2):
+    # K = 3 matters for the listwise objectives; the others read the labelled pair (checked at K = 2 below).
+    out3 = {n: _call(fn, batch3, _hp()) for n, fn in losses.items() if names[n] == "listwise"}
+    out2 = {n: _call(fn, batch2, _hp()) for n, fn in {**losses, **variants}.items()}
+    return out3, out2, ob.jpo_pairs(batch2, jax.random.split(jax.random.PRNGKey(7))[0])
 
-  for name, value in _run_o0(all_losses, batch3).items():
+  out3, out2, jpo_pairs = _run_o0(all_losses, batch3, batch2)
+  for name, value in list(out3.items()) + list(out2.items()):
     assert np.isfinite(float(value)), name
 
-  batch2 = _tiny(k=2)
-  d = jax.tree.map(np.asarray, batch2.data)
-  lp, ref = np.asarray(batch2.logp, np.float64), np.asarray(batch2.ref_logp, np.float64)
-  rows = np.arange(len(d.chosen))
-  rho = lp - ref
-  margin = rho[rows, d.chosen] - rho[rows, 1 - d.chosen]
-  dpo = np.mean(np.log1p(np.exp(-0.5 * margin)))
-  assert float(losses["sigmoid"](batch2, _hp())) == pytest.approx(dpo, rel=1e-5)
-  assert float(losses["plackett_luce"](batch2, _hp())) == pytest.approx(dpo, rel=1e-5)
+  pw, pl, rw, rl = _np_pair(batch2)
+  margin = (pw - rw) - (pl - rl)
+  dpo = np.mean(np_softplus(-0.5 * margin))
+  for name in ("sigmoid", "plackett_luce", "beta_dpo_plain", "gamma_po_zero"):
+    assert float(out2[name]) == pytest.approx(dpo, rel=1e-5), name
+  rewards = 0.5 * np.concatenate([pw - rw, pl - rl])
+  shift = rewards.mean()
+  bco = np.mean(np.concatenate([np_softplus(-(rewards[:6] - shift)), np_softplus(rewards[6:] - shift)]))
+  assert float(out2["bco"]) == pytest.approx(bco, rel=1e-5)
+  jw, jrw, jl, jrl = (np.asarray(a, np.float64) for a in jpo_pairs)
+  joint = np.mean(np_softplus(-0.5 * ((jw - jrw) - (jl - jrl))))
+  assert float(out2["jpo"]) == pytest.approx(0.5 * (dpo + joint), rel=1e-5)
+  assert float(out2["cringe_nll"]) == pytest.approx(-np.mean(pw), rel=1e-5)
+  assert float(out2["cringe"]) > float(out2["cringe_nll"])  # the gated Cringe term is positive
+
+
+def test_jpo_pairs_are_bradley_terry_across_prompts_and_fixed_per_row():
+  """`jpo_pairs` labels (row b, row b+1) with P(row b wins) = σ(score_b − score_b+1) (checked within 5 standard
+  errors over 4000 annotator keys), the same label for the same rows whatever their batch position, and returns
+  log-probs of the two rows' first responses."""
+  batch = _tiny(k=2)
+  # Distinct log-probs per row (two rows may share a response), so the winner is read off the output.
+  batch = batch._replace(logp=-1.0 - jnp.arange(12.0).reshape(6, 2))
+  scores = np.asarray(batch.data.scores[:, 0], np.float64)
+  keys = jax.random.split(jax.random.PRNGKey(3), 4000)
+  chosen = jax.jit(jax.vmap(lambda k: ob.jpo_pairs(batch, k)[0]))(keys)
+  logp = np.asarray(batch.logp[:, 0])
+  partner = np.roll(logp, -1)
+  chosen = np.asarray(chosen)
+  assert np.all((chosen == logp[None]) | (chosen == partner[None]))
+  wins = (chosen == logp[None]).mean(0)
+  p = 1 / (1 + np.exp(-(scores - np.roll(scores, -1))))
+  se = np.sqrt(p * (1 - p) / len(keys))
+  assert np.all(np.abs(wins - p) <= 5 * se + 1e-12), (wins, p)
+  # Reordering the batch rows (with their indices) gives every pair of rows the same label.
+  perm = np.array([1, 0, 2, 3, 4, 5])  # rows 0 and 1 swap: the pair (0, 1) becomes (1, 0) at a new position
+  shuffled = jax.tree.map(lambda a: a[perm] if getattr(a, "ndim", 0) else a, batch)
+  key = keys[0]
+  a = np.asarray(ob.jpo_pairs(batch, key)[0])[0]  # winner of rows (0, 1)
+  b = np.asarray(ob.jpo_pairs(shuffled, key)[0])[0]  # winner of rows (1, 0)
+  assert a == b
 
 
 def test_vmap_equals_loop():
+  """Settings × seeds vmapped in one program equal one run at a time, for a stateful, keyed loss (β-DPO: its running
+  statistics and filter keys are carried per setting and seed)."""
   config = ob.BenchConfig(num_prompts=8, k=3, num_steps=20, batch_size=4, record_every=10, policy="mlp", hidden=4)
   params = contextual.make_params(jax.random.PRNGKey(0), num_contexts=3, num_responses=4, context_dim=2)
-  train = ob.make_train(ob.FAMILIES.get("pairwise").make_loss("robust", ()), config)
+  train = ob.make_train(ob.FAMILIES.get("margins").make_loss("beta_dpo", ()), config)
   keys = jax.random.split(jax.random.PRNGKey(5), 2)
   hp = ob.BenchHParams(beta=jnp.asarray([0.5, 1.0]), lr=jnp.asarray([0.05, 0.02]),
                        label_smoothing=jnp.asarray([0.0, 0.2]), noise=jnp.asarray([0.0, 0.2]),

@@ -1,22 +1,28 @@
 r"""Every registered preference objective on one contextual preference bandit (issue 5, item 4).
 
-Command (measured: 6 min 47 s wall on a 2-core CPU shared with other jobs at load ~12, 1 min 55 s of CPU
-time — most of it compiling the one XLA program; `:quick` takes seconds of CPU):
+Command (measured 2026-11-27 with 33 objectives: 2 min 49 s of CPU time (163 s user + 6 s system), most of it
+compiling the one XLA program; 14 min 19 s wall on the 2-core machine shared with other jobs at load ~21, where
+the run got 19% of a core; on an idle 2-core CPU expect roughly the CPU time, ~3 minutes (not measured: no idle
+machine was available); `:quick` takes seconds of CPU):
   python -m experiments.main --config=experiments/configs/objective_benchmark.py --workdir=runs/objective_benchmark
 
 Setting (`prefjax.bandit.objective_benchmark`, `prefjax.bandit.contextual`): 64 contexts × 16 candidate
 responses with features φ(x, y) ∈ R^8, a linear Bradley–Terry reward (so a linear policy can represent
 π*_β ∝ π_ref e^{r/β}), offline data of 256 prompts with K = 4 responses each drawn from π_ref, labelled by one
 Plackett–Luce draw (pairwise objectives see the BT-labelled pair (y_1, y_2), listwise ones the ranking, DRO the
-first response's score, MMPO the pair with its score margin). A linear policy (logits offset by log π_ref) is
-trained with Adam for every objective of every available family on the same datasets, 5 seeds, 1 500 steps, and
-evaluated exactly. Sweeps in the same compiled program: label flip rate ε ∈ {0, 0.1, 0.2, 0.3} (rDPO and cDPO
-are given the true ε), and the number of prompts P ∈ {8, ..., 256} (no noise).
+first response's score, BCO the pair as a thumbs-up and a thumbs-down, MMPO the pair with its score margin, JPO
+the pair plus a cross-prompt pair, Cringe the pair and the policy's whole distribution). A linear policy
+(logits offset by log π_ref) is trained with Adam for every objective of every available family on the same
+datasets, 5 seeds, 1 500 steps, and evaluated exactly. Sweeps in the same compiled program: label flip rate
+ε ∈ {0, 0.1, 0.2, 0.3} (rDPO and cDPO are given the true ε), and the number of prompts P ∈ {8, ..., 256} (no
+noise).
 
 Expected result (table.md, figure.png): the (KL, reward) points lie on or below the KL-optimal front π*_β';
-MMPO with exact score margins lands on π*_β (TV ≈ 0); at ε = 0.3 rDPO (2.18) and EXO (2.36) keep far more
-oracle reward than DPO (1.17), while cDPO with the true ε loses more (0.49); Plackett–Luce and LiPO-λ on K = 4
-rankings reach 80% of π*'s reward gain with 8 prompts, DPO on pairs needs 16.
+MMPO with exact score margins lands on π*_β (TV ≈ 0); β-DPO (2.95) and MPO (3.01) buy more oracle reward than
+DPO (2.67) with more KL, γ-PO stays close to DPO (2.68), BCO (2.02), JPO (2.36) and pairwise Cringe (1.19, no
+reference model) stay below it; at ε = 0.3 rDPO (2.18) and EXO (2.36) keep far more oracle reward than DPO
+(1.17), β-DPO's filtering helps (1.71), γ-PO does not (1.20), while cDPO with the true ε loses more (0.49);
+Plackett–Luce and LiPO-λ on K = 4 rankings reach 80% of π*'s reward gain with 8 prompts, DPO on pairs needs 16.
 """
 
 import ml_collections
@@ -65,11 +71,19 @@ def get_config(arg=None):
       "sigmoid": {"label_smoothing": 0.0},
   })
   c.objective_settings.cdpo = {"objective": "sigmoid", "label_smoothing": "noise"}
+  # Hyper-parameters of the newer objectives (the adapters' defaults, spelled out): β-DPO as in its official
+  # README example (filtering ratio 0.2, a = 0.6); γ-PO's mean margin γ₀ = 4 and τ = 10 in reward units as in
+  # its official Llama-3 config (gm 0.4 × SimPO β 10); pairwise Cringe's gate margin b and temperature T for
+  # this bandit's log-probability scale (the paper tunes them for LM sequences), top-5 candidate positives.
+  c.objective_settings.beta_dpo = {"alpha": 0.6, "filter_fraction": 0.2}
+  c.objective_settings.gamma_po = {"gamma0": 4.0, "tau": 10.0}
+  c.objective_settings.cringe = {"alpha": 1.0, "margin": 2.0, "temperature": 1.0, "top_k": 5}
   # The sweeps, in the same compiled program as the main run.
   c.main_noise = 0.0
   c.label_noise_levels = (0.0, 0.1, 0.2, 0.3)
   c.prompt_counts = (8, 16, 32, 64, 128, 256)
-  c.robust_objectives = ("robust", "cdpo", "ipo", "exo_pair")  # Compared with the baseline under noise.
+  # Compared with the baseline under noise (γ-PO and β-DPO claim robustness to noisy pairs too).
+  c.robust_objectives = ("robust", "cdpo", "ipo", "exo_pair", "gamma_po", "beta_dpo")
   c.baseline_objective = "sigmoid"  # DPO.
   c.target_gain = 0.8  # Ranked-data sweep: prompts needed to reach this fraction of π*'s reward gain.
   c.figure = True

@@ -15,12 +15,17 @@ The families and the data format each trains on are the adapter registry `FAMILI
 | pairwise | the pair (y_1, y_2) with its BT label | `prefjax.objectives.pairwise` (DPO, IPO, rDPO, AOT, ...) |
 | listwise | all K responses with their PL ranking (rank-labelled objectives) or graded labels K−1−rank (or the scalar scores, `config.listwise_labels = "scores"`) for reward-labelled ones | `prefjax.objectives.listwise` |
 | distributional | pairs, batch-coupled: AOT with the non-logistic convex costs of `prefjax.objectives.ot` (the logistic ones are the pairwise `aot`, `aot_unpaired`) | `aot_paired_<cost>`, `aot_unpaired_<cost>` |
-| single | single responses (x, y_1, score_1); a value function V(x) = w·[c_x, 1] is trained with the policy | `dro` (DRO-V, `prefjax.objectives.single`) |
-| margins | the labelled pair with the quality margin m = score_w − score_l | `mmpo` (soft target σ(γ m), `prefjax.objectives.margins`) |
+| single | single responses: (x, y_1, score_1) for DRO (a value function V(x) = w·[c_x, 1] is trained with the policy); binary feedback for BCO (the labelled pair's y_w is a thumbs-up, y_l a thumbs-down) | `dro` (DRO-V), `bco` (`prefjax.objectives.single`) |
+| margins | the labelled pair (with the quality margin m = score_w − score_l for MMPO) | `mmpo` (soft target σ(γ m)), `beta_dpo` (batch-adaptive β with filtering), `gamma_po` (dynamic target margins) (`prefjax.objectives.margins`) |
+| cross_prompt | each prompt's labelled pair and one pair across prompts (`jpo_pairs`) | `jpo` |
+| unlikelihood | the labelled pair and the policy's whole distribution (a response is one token) | `cringe` (pairwise Cringe) |
 
-Not included: stateful objectives (BCO with its running δ, β-DPO's EMA statistics) and γ-PO (batch-coupled
-margins with extra hyper-parameters) — they need a state carried through the scan, which this trainer does
-not carry yet; JPO (cross-prompt pairs) and Cringe (token-level) need data this bandit does not build.
+Stateful and keyed objectives carry their state through the training scan (β-DPO's running margin
+statistics, BCO's running reward shift δ) and get a fresh PRNG key per step (β-DPO's filter, Cringe's top-k
+sampling); γ-PO's margins come from each batch's reward gaps (the official history queue is not used).
+Hyper-parameters not swept by the config are the adapters' defaults (`BETA_DPO_DEFAULTS`,
+`GAMMA_PO_DEFAULTS`, `CRINGE_DEFAULTS`, MMPO's γ = 1), overridable per objective in
+`config.objective_settings`.
 
 A family appears when its module exists (objective families land one at a time). Each objective is run on
 one grid of "settings" (label-noise rate ε, number of prompts used) that holds the main run, the label-noise
@@ -82,6 +87,8 @@ class Batch(NamedTuple):
   ref_logp: jax.Array
   data: contextual.Dataset
   values: jax.Array = None  # `[B]` V(x) for objectives with a value function (DRO), else None.
+  log_probs: jax.Array = None  # `[B, N]` log π(· | x) over all N responses (token-level Cringe), else None.
+  index: jax.Array = None  # `[B]` int32 dataset rows of the batch (JPO's fixed cross-prompt labels).
 
 
 class BenchHParams(NamedTuple):
@@ -100,7 +107,11 @@ class Family:
   Attributes:
     data_format: "pairs", "rankings" or "scores" (documentation and summary).
     names: `() -> list[str]` canonical objective names (no aliases).
-    make_loss: `(name, options) -> loss(Batch, BenchHParams) -> scalar`; may raise `PrefjaxError`.
+    make_loss: `(name, options) -> loss(Batch, BenchHParams) -> scalar`; may raise `PrefjaxError`. A loss
+      with an attribute `init_state(key) -> state` is stateful or keyed instead: the trainer calls
+      `loss(batch, hp, state, key) -> (scalar, new_state)` with a fresh PRNG key per step and carries the
+      state (β-DPO's running statistics, BCO's reward shift, JPO's annotator key); `needs_value` (DRO) and
+      `needs_log_probs` (Cringe: `Batch.log_probs`) ask for more of the policy.
     uses_label_smoothing: `(name) -> bool`, whether the objective reads ε.
   """
   data_format: str
@@ -220,13 +231,18 @@ def _module(name):
     return None
 
 
-def _single_loss(name, options):
+def _options(name, options, defaults):
+  """`defaults` updated with `options`; unknown option names are a `PrefjaxError`."""
+  options = dict(options)
+  unknown = sorted(set(options) - set(defaults))
+  if unknown:
+    raise PrefjaxError(f"{name!r} does not take option(s) {unknown}; it takes {sorted(defaults) or 'none'}")
+  return {**defaults, **options}
+
+
+def _dro_loss(mod, options):
   """DRO-V on single responses (x, y_1, score_1); V(x) = w·[c_x, 1] is trained with the policy."""
-  if name != "dro":
-    raise PrefjaxError(f"unknown single-response objective {name!r}; known: ['dro']")
-  mod = _module("prefjax.objectives.single")
-  if options:
-    raise PrefjaxError(f"'dro' takes no options, got {dict(options)}")
+  _options("dro", options, {})
 
   def loss(batch, hp):
     out = mod.dro_losses(batch.logp[:, 0], batch.ref_logp[:, 0], batch.values, batch.data.scores[:, 0],
@@ -237,23 +253,175 @@ def _single_loss(name, options):
   return loss
 
 
-def _margin_loss(name, options):
+def _bco_loss(mod, options):
+  """BCO on binary feedback: each labelled pair gives a thumbs-up (y_w) and a thumbs-down (y_l) example.
+
+  The running reward shift δ (`BCOState`) is carried through training as the loss state.
+  """
+  _options("bco", options, {})
+
+  def loss(batch, hp, state, key):
+    del key
+    pw, pl, rw, rl = _pair(batch)
+    desirable = jnp.concatenate([jnp.ones_like(pw, bool), jnp.zeros_like(pl, bool)])
+    losses, state = mod.bco_loss(jnp.concatenate([pw, pl]), jnp.concatenate([rw, rl]), desirable, state,
+                                 beta=hp.beta)
+    return losses.mean(), state
+
+  loss.init_state = lambda key: mod.bco_init(jnp.float32)
+  return loss
+
+
+_SINGLE = {"dro": _dro_loss, "bco": _bco_loss}
+
+
+def _single_loss(name, options):
+  """Single-response objectives: DRO (scores) and BCO (binary feedback), `prefjax.objectives.single`."""
+  if name not in _SINGLE:
+    raise PrefjaxError(f"unknown single-response objective {name!r}; known: {sorted(_SINGLE)}")
+  return _SINGLE[name](_module("prefjax.objectives.single"), options)
+
+
+def _quality_margin(batch):
+  c = batch.data.chosen[:, None]
+  s = batch.data.scores[:, :2]
+  return jnp.take_along_axis(s, c, 1)[:, 0] - jnp.take_along_axis(s, 1 - c, 1)[:, 0]
+
+
+def _mmpo_loss(mod, options):
   """MMPO on the labelled pair with quality margin m = score_w − score_l (soft target σ(γ m))."""
-  if name != "mmpo":
-    raise PrefjaxError(f"unknown margin objective {name!r}; known: ['mmpo']")
-  mod = _module("prefjax.objectives.margins")
-  options = dict(options)
-  gamma = float(options.pop("gamma", 1.0))
-  if options:
-    raise PrefjaxError(f"'mmpo' takes only the option gamma, got {sorted(options)}")
+  gamma = float(_options("mmpo", options, {"gamma": 1.0})["gamma"])
 
   def loss(batch, hp):
     pw, pl, rw, rl = _pair(batch)
-    c = batch.data.chosen[:, None]
-    s = batch.data.scores[:, :2]
-    m = jnp.take_along_axis(s, c, 1)[:, 0] - jnp.take_along_axis(s, 1 - c, 1)[:, 0]
-    return mod.mmpo_loss(pw, pl, rw, rl, m, beta=hp.beta, gamma=gamma).mean()
+    return mod.mmpo_loss(pw, pl, rw, rl, _quality_margin(batch), beta=hp.beta, gamma=gamma).mean()
 
+  return loss
+
+
+# β-DPO: the official README's example (filtering ratio 0.2, a = 0.6) and the official EMA momentum 0.9.
+BETA_DPO_DEFAULTS = {"alpha": 0.6, "filter_fraction": 0.2, "momentum": 0.9}
+
+
+def _beta_dpo_loss(mod, options):
+  """β-DPO on the labelled pair; its running margin statistics are the loss state, its filter uses the key."""
+  opts = _options("beta_dpo", options, BETA_DPO_DEFAULTS)
+  alpha, fraction, momentum = float(opts["alpha"]), float(opts["filter_fraction"]), float(opts["momentum"])
+
+  def loss(batch, hp, state, key):
+    pw, pl, rw, rl = _pair(batch)
+    out = mod.beta_dpo_loss(pw, pl, rw, rl, state, key, beta=hp.beta, alpha=alpha, filter_fraction=fraction,
+                            momentum=momentum)
+    return out.losses.mean(), out.state
+
+  loss.init_state = lambda key: mod.beta_dpo_init(jnp.float32)
+  return loss
+
+
+# γ-PO: γ₀ = 4 and τ = 10 in reward units, as in the official Llama-3-8B training config (gm = 0.4 times SimPO's
+# β = 10, τ = 10; the official configs span γ₀ ∈ [0.375, 5], τ ∈ [3, 20]), and 20 mirror-descent iterations as
+# in the official code. The official γ₀ is gamma_beta_ratio · β with SimPO's β (2.5–10 on length-averaged
+# log-probs); a ratio applied to this benchmark's DPO β = 0.5 would make γ₀ = 0.2 ≪ τ and the margins
+# negligible (γ-PO = DPO to three decimals in a first run), so γ₀ is set in reward units instead.
+GAMMA_PO_DEFAULTS = {"gamma0": 4.0, "tau": 10.0, "num_steps": 20}
+
+
+def _gamma_po_loss(mod, options):
+  """γ-PO (DPO form, the official `gm-dpo`) on the labelled pair; margins from the batch's reward gaps.
+
+  The official trainer also draws up to 256 − B earlier reward gaps from a FIFO queue of the last 2048 as
+  `history`; here the inner problem sees the current batch only (N = B).
+  """
+  opts = _options("gamma_po", options, GAMMA_PO_DEFAULTS)
+  gamma0, tau, num_steps = float(opts["gamma0"]), float(opts["tau"]), int(opts["num_steps"])
+
+  def loss(batch, hp):
+    pw, pl, rw, rl = _pair(batch)
+    return mod.gamma_po_loss(pw, pl, rw, rl, beta=hp.beta, gamma0=gamma0, tau=tau, num_steps=num_steps).mean()
+
+  return loss
+
+
+_MARGINS = {"mmpo": _mmpo_loss, "beta_dpo": _beta_dpo_loss, "gamma_po": _gamma_po_loss}
+
+
+def _margin_loss(name, options):
+  """Soft and adaptive margins (`prefjax.objectives.margins`): MMPO, β-DPO, γ-PO."""
+  if name not in _MARGINS:
+    raise PrefjaxError(f"unknown margin objective {name!r}; known: {sorted(_MARGINS)}")
+  return _MARGINS[name](_module("prefjax.objectives.margins"), options)
+
+
+def jpo_pairs(batch, label_key):
+  """JPO's cross-prompt pairs of a batch: (x_b, y_b1) against (x_b', y_b'1), b' = b + 1 mod B.
+
+  The joint annotator scores each dataset row's first response once, u = score + Gumbel noise, the noise
+  drawn from `label_key` folded with the row index (so a row's score is fixed for the whole run); the pair's
+  label is u_b > u_b'. With Gumbel noise P(row b wins) = σ(score_b − score_b'): Bradley–Terry on the
+  (possibly flipped) utilities of two different prompts.
+
+  Args:
+    batch: `Batch` with `index`.
+    label_key: PRNG key, constant over the run.
+
+  Returns:
+    `(policy_chosen, ref_chosen, policy_rejected, ref_rejected)`, `[B]` each.
+  """
+  noise = jax.vmap(lambda i: jax.random.gumbel(jax.random.fold_in(label_key, i)))(batch.index)
+  utility = batch.data.scores[:, 0] + noise.astype(batch.data.scores.dtype)
+  partner = lambda x: jnp.roll(x, -1)
+  wins = utility > partner(utility)
+  logp, ref = batch.logp[:, 0], batch.ref_logp[:, 0]
+  pick = lambda a, b: jnp.where(wins, a, b)
+  return (pick(logp, partner(logp)), pick(ref, partner(ref)), pick(partner(logp), logp),
+          pick(partner(ref), ref))
+
+
+def _jpo_loss(name, options):
+  """JPO on each prompt's conditional pair and one cross-prompt pair (`jpo_pairs`), the mean of the two."""
+  if name != "jpo":
+    raise PrefjaxError(f"unknown cross-prompt objective {name!r}; known: ['jpo']")
+  _options("jpo", options, {})
+  mod = _module("prefjax.objectives.single")
+
+  def loss(batch, hp, state, key):
+    del key
+    pw, pl, rw, rl = _pair(batch)
+    conditional = mod.jpo_loss(pw, rw, pl, rl, beta=hp.beta)
+    joint = mod.jpo_loss(*jpo_pairs(batch, state), beta=hp.beta)
+    return 0.5 * (conditional.mean() + joint.mean()), state
+
+  loss.init_state = lambda key: key  # The joint annotator's noise key, constant over the run.
+  return loss
+
+
+# Pairwise Cringe in the bandit (one "token" = the response): the sequence-level gate's margin b and
+# temperature T are set for this bandit's log-probability scale (the paper tunes them for LM sequences);
+# top-k = 5 candidate positives as in the Cringe loss's experiments.
+CRINGE_DEFAULTS = {"alpha": 1.0, "margin": 2.0, "temperature": 1.0, "top_k": 5}
+
+
+def _cringe_loss(name, options):
+  """Pairwise Cringe on the labelled pair: NLL(y_w) + α g Cringe(y_l), with the policy's full distribution."""
+  if name != "cringe":
+    raise PrefjaxError(f"unknown unlikelihood objective {name!r}; known: ['cringe']")
+  opts = _options("cringe", options, CRINGE_DEFAULTS)
+  mod = _module("prefjax.objectives.single")
+
+  def loss(batch, hp, state, key):
+    del hp
+    pw, pl, _, _ = _pair(batch)
+    c = batch.data.chosen[:, None]
+    rejected = jnp.take_along_axis(batch.data.responses[:, :2], 1 - c, axis=1)  # [B, 1] the "token" y_l
+    ones = jnp.ones(rejected.shape, batch.logp.dtype)
+    top_k = min(int(opts["top_k"]), batch.log_probs.shape[-1] - 1)
+    cringe = mod.cringe_token_losses(batch.log_probs[:, None, :], rejected, ones, key, top_k=top_k)
+    losses = mod.pairwise_cringe_loss(pw, pl, ones[:, 0], cringe, alpha=float(opts["alpha"]),
+                                      margin=float(opts["margin"]), temperature=float(opts["temperature"]))
+    return losses.mean(), state
+
+  loss.init_state = lambda key: ()
+  loss.needs_log_probs = True
   return loss
 
 
@@ -261,11 +429,16 @@ FAMILIES: Registry[Family] = Registry("objective family")
 FAMILIES.register("pairwise", Family("pairs", _pairwise_names, _pairwise_loss, _pairwise_uses_eps))
 FAMILIES.register("listwise", Family("rankings", _listwise_names, _listwise_loss))
 FAMILIES.register("distributional", Family("pairs", _ot_names, _ot_loss))
-FAMILIES.register("single", Family("single responses with scores", lambda: ["dro"], _single_loss))
-FAMILIES.register("margins", Family("pairs with score margins", lambda: ["mmpo"], _margin_loss))
+FAMILIES.register("single", Family("single responses (scores / binary feedback)", lambda: list(_SINGLE),
+                                   _single_loss))
+FAMILIES.register("margins", Family("pairs (with score margins for MMPO)", lambda: list(_MARGINS), _margin_loss))
+FAMILIES.register("cross_prompt", Family("pairs within and across prompts", lambda: ["jpo"], _jpo_loss))
+FAMILIES.register("unlikelihood", Family("pairs, token level", lambda: ["cringe"], _cringe_loss))
 _FAMILY_AVAILABLE = {"pairwise": lambda: True,
-                     "single": lambda: hasattr(_module("prefjax.objectives.single"), "dro_losses"),
-                     "margins": lambda: hasattr(_module("prefjax.objectives.margins"), "mmpo_loss"),
+                     "single": lambda: hasattr(_module("prefjax.objectives.single"), "bco_loss"),
+                     "margins": lambda: hasattr(_module("prefjax.objectives.margins"), "gamma_po_loss"),
+                     "cross_prompt": lambda: hasattr(_module("prefjax.objectives.single"), "jpo_loss"),
+                     "unlikelihood": lambda: hasattr(_module("prefjax.objectives.single"), "pairwise_cringe_loss"),
                      "listwise": lambda: _listwise_module() is not None,
                      "distributional": lambda: _ot_module() is not None}
 
@@ -343,33 +516,42 @@ def make_train(loss_fn, config):
   transform = train_lib.OPTIMIZERS[config.optimizer]()
   num_records = config.num_steps // config.record_every
   needs_value = getattr(loss_fn, "needs_value", False)
+  needs_log_probs = getattr(loss_fn, "needs_log_probs", False)
+  init_state = getattr(loss_fn, "init_state", None)  # Stateful / keyed losses (see `Family.make_loss`).
 
   def train(key, hp, params):
-    k_data, k_init, k_steps = jax.random.split(key, 3)
+    k_data, k_init, k_steps, k_loss = jax.random.split(key, 4)  # The first three as split(key, 3).
     data = contextual.sample_dataset(k_data, params, config.num_prompts, config.k, noise=hp.noise,
                                      score_noise=config.score_noise)
     policy = contextual.init_policy(k_init, config.policy, params.features.shape[-1], config.hidden)
     if needs_value:  # V(x) = w·[c_x, 1], trained jointly (DRO).
       policy = dict(policy, value=jnp.zeros((params.context_features.shape[-1] + 1,), jnp.float32))
+    k_state, k_loss_steps = jax.random.split(k_loss)
+    loss_state = () if init_state is None else init_state(k_state)
 
-    def batch_loss(policy, rows):
+    def batch_loss(policy, rows, index, loss_state, loss_key):
       logits = contextual.policy_logits(policy, params)
       ctx = rows.context[:, None]
       values = None
       if needs_value:
         c = params.context_features[rows.context]
         values = c @ policy["value"][:-1] + policy["value"][-1]
-      return loss_fn(Batch(logits[ctx, rows.responses], params.ref_logits[ctx, rows.responses], rows, values), hp)
+      batch = Batch(logits[ctx, rows.responses], params.ref_logits[ctx, rows.responses], rows, values,
+                    logits[rows.context] if needs_log_probs else None, index)
+      if init_state is None:
+        return loss_fn(batch, hp), loss_state
+      return loss_fn(batch, hp, loss_state, loss_key)
 
-    grad_fn = jax.value_and_grad(batch_loss)
+    grad_fn = jax.value_and_grad(batch_loss, has_aux=True)
 
     def step(carry, t):
-      policy, opt_state = carry
+      policy, opt_state, loss_state = carry
       idx = jax.random.randint(jax.random.fold_in(k_steps, t), (config.batch_size,), 0, hp.num_prompts)
-      loss, grads = grad_fn(policy, jax.tree.map(lambda a: a[idx], data))
+      (loss, loss_state), grads = grad_fn(policy, jax.tree.map(lambda a: a[idx], data), idx, loss_state,
+                                          jax.random.fold_in(k_loss_steps, t))
       updates, opt_state = transform.update(grads, opt_state, policy)
       policy = jax.tree.map(lambda p, u: p - hp.lr * u, policy, updates)
-      return (policy, opt_state), loss
+      return (policy, opt_state, loss_state), loss
 
     def snapshot(policy, step_count, loss):
       ev = contextual.evaluate(contextual.policy_logits(policy, params), params, hp.beta)
@@ -379,7 +561,7 @@ def make_train(loss_fn, config):
       carry, losses = jax.lax.scan(step, carry, r * config.record_every + jnp.arange(config.record_every))
       return carry, (snapshot(carry[0], (r + 1) * config.record_every, losses.mean()), losses[0])
 
-    carry = (policy, transform.init(policy))
+    carry = (policy, transform.init(policy), loss_state)
     _, (rest, first_losses) = jax.lax.scan(record, carry, jnp.arange(num_records))
     first = snapshot(policy, 0, first_losses[0])
     return jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
@@ -662,7 +844,8 @@ def format_table(summary):
 
 
 FAMILY_COLORS = {"pairwise": "tab:blue", "listwise": "tab:orange", "distributional": "tab:green",
-                 "single": "tab:red", "margins": "tab:purple"}
+                 "single": "tab:red", "margins": "tab:purple", "cross_prompt": "tab:brown",
+                 "unlikelihood": "tab:pink"}
 
 
 def plot_benchmark(workdir, out="figure.png", highlight=("sigmoid", "ipo", "robust", "cdpo", "plackett_luce",

@@ -10,7 +10,7 @@ reward of response k is s_k = β ρ_k with ρ_k = log π(y_k) − log π_ref(y_k
 | infonca (2402.05369) | −Σ_k q_k log softmax(s)_k, q = softmax(r/α) | rewards |
 | nca (2402.05369) | −Σ_k q_k log σ(s_k) − (1/K) Σ_k log σ(−s_k) | rewards |
 | plackett_luce (DPO's PL form, 2305.18290 App. A.3) | −Σ_{k<K} log(e^{s_(k)} / Σ_{i≥k} e^{s_(i)}) | ranks (no ties) or rewards |
-| pro (2306.17492) | PL over length-normalised policy log-probs with reward-gap temperatures + SFT | rewards |
+| pro (2306.17492) | PL over length-normalised log π with reward-gap temperatures + λ(K−1)² SFT NLL | rewards |
 | lipo_lambda (2402.01878) | −Σ_{ψ_i>ψ_j} Δ_ij log σ(s_i − s_j) | rewards (ψ) |
 | mpo (2412.04628) | −log(Σ_{Y+} w e^{s} / Σ_{all} w e^{s}), Y+ = above-mean rewards | rewards |
 
@@ -43,7 +43,11 @@ from prefjax.objectives.registry import Registry
 
 
 def infonca_loss(scores, rewards, temperature=1.0):
-  """InfoNCA (Chen et al. 2402.05369; equation numbers not checked): cross-entropy to soft targets.
+  """InfoNCA (Chen et al. arXiv:2402.05369): cross-entropy to soft targets.
+
+  Checked against the official code (thu-ml/Noise-Contrastive-Alignment, `preference_trainer.py`: at K = 2
+  with hard labels InfoNCA is the DPO loss, as here); the K-response trainer lives in a git submodule the code
+  index does not hold and the paper's equation numbers were not reachable, so none is cited.
 
   loss = −Σ_k q_k log softmax(s)_k, q = softmax(r/α). With K = 2 and hard labels (α → 0) it is DPO.
 
@@ -60,7 +64,11 @@ def infonca_loss(scores, rewards, temperature=1.0):
 
 
 def nca_loss(scores, rewards, temperature=1.0):
-  """NCA (Chen et al. 2402.05369; equation numbers not checked): absolute rather than relative likelihoods.
+  """NCA (Chen et al. arXiv:2402.05369): absolute rather than relative likelihoods.
+
+  Checked against the official code's pairwise NCA (thu-ml/Noise-Contrastive-Alignment,
+  `preference_trainer.py`: −log σ(s_w) − ½ log σ(−s_w) − ½ log σ(−s_l), this loss at K = 2 with hard labels,
+  tested); equation numbers not reachable, none cited.
 
   loss = −Σ_k q_k log σ(s_k) − (1/K) Σ_k log σ(−s_k), q = softmax(r/α). At K = 2 with hard labels it is
   TRL's `nca_pair`: −log σ(s_w) − ½ log σ(−s_w) − ½ log σ(−s_l).
@@ -107,20 +115,23 @@ def plackett_luce_loss(scores, ranks, top_k=None):
 
 
 def pro_loss(policy_logps, lengths, rewards, sft_weight=0.0, use_temperatures=True):
-  """PRO, preference ranking optimisation (Song et al. 2306.17492).
+  """PRO, preference ranking optimisation (Song et al. arXiv:2306.17492), as in the official code.
 
-  From the paper's method section as recalled; equation numbers and details are unverified.
+  Verified against the official implementation (AlibabaResearch/DAMO-ConvAI, `PRO/train/utils/
+  process_manager.py`, `compute_loss`); the paper's equation numbers could not be read (only its abstract and
+  third-party summaries were reachable), so none is cited. Scores are the length-normalised policy log-probs
+  r_π(y) = log π(y)/|y| (no reference model); the responses are ranked by the rewards r_φ (descending). With
+  the reward-gap temperatures 1/T^i_k = r_φ(y^k) − r_φ(y^i) for i > k and 1/T^k_k = max_{i>k} 1/T^i_k
+  (T^k_k = min_{i>k} T^i_k):
 
-  Scores are the length-normalised policy log-probs r_π(y) = log π(y)/|y| (no reference model); the
-  responses are ranked by the rewards r_φ (descending). With the reward-gap temperatures,
-  1/T^i_k = r_φ(y^k) − r_φ(y^i) for i > k and 1/T^k_k = max_{i>k} 1/T^i_k:
+    L_PRO = −Σ_{k<K} log( e^{r_π(y^k)/T^k_k} / Σ_{i≥k} e^{r_π(y^i)/T^i_k} ),
+    L = L_PRO + λ (K − 1)² L_SFT,   L_SFT = −log π(y^1)  (summed over tokens, not normalised),
 
-    L_PRO = −Σ_{k<K} log( e^{r_π(y^k)/T^k_k} / Σ_{i≥k} e^{r_π(y^i)/T^i_k} ),   L = L_PRO + λ L_SFT,
-
-  with L_SFT = −log π(y^1)/|y^1| on the best response (λ = `sft_weight`). Without temperatures
-  (`use_temperatures=False`) every 1/T is 1 and L_PRO is Plackett–Luce over r_π. The gaps 1/T are
-  constants (rewards), so ties between the rewards of y^k and a later y^i give a zero temperature
-  weight — allowed, as in the paper.
+  the SFT term on the best response with the official code's (K − 1)² scaling of λ = `sft_weight`. Without
+  temperatures (`use_temperatures=False`) every 1/T is 1 and L_PRO is Plackett–Luce over r_π. The gaps 1/T
+  are constants (rewards); ties between the rewards of y^k and a later y^i give a zero temperature weight, as
+  in the official code (which adds 1e-10 inside the logarithm; omitted here, the sum includes e^{·} of the
+  positive term so it is never 0).
 
   Args:
     policy_logps: `[B, K]` summed log π(y_k).
@@ -133,7 +144,8 @@ def pro_loss(policy_logps, lengths, rewards, sft_weight=0.0, use_temperatures=Tr
     `[B]` losses.
   """
   order = jnp.argsort(-rewards, axis=-1, stable=True)
-  r_pi = jnp.take_along_axis(policy_logps / lengths, order, axis=-1)
+  sorted_logps = jnp.take_along_axis(policy_logps, order, axis=-1)
+  r_pi = sorted_logps / jnp.take_along_axis(lengths, order, axis=-1)
   r_phi = jnp.take_along_axis(rewards, order, axis=-1)
   k = rewards.shape[-1]
   later = jnp.arange(k)[None, :] > jnp.arange(k)[:, None]  # [k, i]: i > k
@@ -149,7 +161,7 @@ def pro_loss(policy_logps, lengths, rewards, sft_weight=0.0, use_temperatures=Tr
   lse = jax.nn.logsumexp(jnp.where(valid, logits, -jnp.inf), axis=-1)
   own = jnp.diagonal(logits, axis1=-2, axis2=-1)
   pro = (lse - own)[:, :k - 1].sum(-1)
-  return pro - sft_weight * r_pi[:, 0]
+  return pro - sft_weight * (k - 1) ** 2 * sorted_logps[:, 0]
 
 
 def lipo_lambda_weights(scores, labels):
@@ -176,7 +188,13 @@ def lipo_lambda_weights(scores, labels):
 
 
 def lipo_lambda_loss(scores, labels):
-  """LiPO-λ (Liu et al. 2402.01878, the LiPO-λ objective): −Σ_{ψ_i > ψ_j} Δ_ij log σ(s_i − s_j).
+  """LiPO-λ (Liu et al. arXiv:2402.01878, the LiPO-λ objective): −Σ_{ψ_i > ψ_j} Δ_ij log σ(s_i − s_j).
+
+  Checked against the paper's LiPO-λ loss as restated on emergentmind.com/topics/lipo (per-list loss
+  −Σ_{i,j: ψ_i>ψ_j} Δ_ij log σ(s_i − s_j), s_i = β log(π/π_ref), Lambda weights Δ_ij = |G_i − G_j| |1/D(τ_i) −
+  1/D(τ_j)| with gain G = 2^ψ − 1, discount D(τ) = log(1 + τ) and τ_i the rank of i under the model's scores):
+  the same as here. The arXiv text beyond the abstract (and its equation numbers) was not reachable in the
+  searchable pages and no official code is public, so no equation number is cited.
 
   Args:
     scores: `[B, K]` s_k = β ρ_k.
@@ -197,8 +215,12 @@ def mpo_loss(scores, rewards, deviation_weight=0.0):
   loss = −log( Σ_{k∈Y+} w_k e^{s_k} / Σ_k w_k e^{s_k} ), Y+ = {k : r_k > mean_k r},
   w_k = exp(α |r_k − mean r|) (α = `deviation_weight`; α = 0 is the unweighted contrast). Responses further
   from the mean reward weigh more on both sides. At K = 2 with distinct rewards and α = 0 it is DPO.
-  The deviation weights follow the paper's idea of weighting by the deviation from the mean reward; the
-  exact weighting of the paper's experiments is not reproduced (unverified).
+  The deviation weights follow the paper's abstract ("deviation-based weighting, which emphasizes outlier
+  responses that deviate most from the mean reward"); the exact weighting function of the paper could not be
+  checked: searched the pages corpus for arxiv.org/abs|html/2412.04628 (and its earlier title SWEPO,
+  OpenReview) and the code index for an official implementation — only abstracts were found. α = 0 (the
+  default) is the unweighted set-level contrast, which the abstract's "extending the Bradley–Terry model to
+  groupwise comparisons between chosen and rejected sets" does fix.
 
   Args:
     scores: `[B, K]` s_k = β ρ_k.

@@ -67,7 +67,12 @@ def mmpo_targets(quality_margins, gamma):
 
 def mmpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
               quality_margins, *, beta, gamma):
-  """Margin-matching preference optimisation (Kim et al. 2410.03145): DPO with soft BT targets.
+  """Margin-matching preference optimisation (Kim et al. arXiv:2410.03145): DPO with soft BT targets.
+
+  Verified against the official code (kykim0/margin-matching-pref-opt: `scripts/run_dpo.py` sets
+  p_chosen = 1/(1 + exp(−bt_beta · (score_chosen − score_rejected))), i.e. p̂ = σ(γ m) with γ = `bt_beta`, and
+  `src/alignment/trainer/dpo_trainer.py` uses −p̂ log σ(βh) − (1 − p̂) log σ(−βh)); the paper's equation numbers
+  were not reachable (only its abstract is in the searchable pages), so none is cited.
 
   loss = −[p̂ log σ(βh) + (1 − p̂) log σ(−βh)],  p̂ = σ(γ m),  h = ρ_w − ρ_l,
 
@@ -157,7 +162,9 @@ def beta_dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, 
   3. β_used = max(β (1 + α (mean_{selected} h − M)), 10⁻³), gradients stopped;
   4. loss_i = −log σ(β_used h_i); batch loss = Σ mask_i loss_i / max(Σ mask_i, 1).
 
-  The paper's Eq. for β is β₀ + α(M_batch − M₀)β₀, the same rule. Deviation: S + 1e-10 in the weights
+  The paper's rule for β, β₀ + α(M_batch − M₀)β₀, is the same (its equation number was not reachable: only
+  the abstract is in the searchable pages; the official code is the reference here, with the README's example
+  filtering ratio 0.2 and a = 0.6). Deviation: S + 1e-10 in the weights
   (the official code divides by S alone, which is NaN when every margin of the first batch is equal).
   Batch-coupled and stateful: pass the returned state to the next step; under data parallelism call it on
   the global batch (e.g. inside `jit` with sharded inputs).
@@ -207,7 +214,10 @@ def beta_dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, 
 
 
 def gamma_po_margins(reward_gaps, *, gamma0, tau, num_steps=20, history=None):
-  """γ-PO's instance margins (Sun et al. 2506.03690, Algorithm 2 as in the official code).
+  """γ-PO's instance margins (Sun et al. arXiv:2506.03690, Algorithm 2 as in the official code).
+
+  The paper's equation numbers were not reachable (only the official repository's README and code were found),
+  so the official code is the reference and no equation number is cited.
 
   Over the N = H + B reward gaps g (a history of H earlier gaps, then the batch's B), with p on the simplex
   and γ_i = γ₀ N p_i (so the mean margin is γ₀), minimise the convex

@@ -53,10 +53,13 @@ class DROLosses(NamedTuple):
 
 
 def dro_losses(policy_logps, ref_logps, values, rewards, *, tau):
-  """Direct reward optimisation, DRO-V (Richemond et al. 2405.19107): policy and value losses.
+  """Direct reward optimisation, DRO-V (Richemond et al. arXiv:2405.19107): policy and value losses.
 
-  The population objective is L(π, V) = ½ E_{x, y∼μ, r}[(r − V(x) − τ log(π(y|x)/π_ref(y|x)))²]. For a data
-  policy μ with full support its minimiser is π*(y|x) ∝ π_ref(y|x) e^{r̄(x,y)/τ} and
+  Equation numbers: the paper's text was not reachable (searched the pages corpus for
+  arxiv.org/abs|html/2405.19107 and the code index for an official implementation: none found), so none is
+  cited; the optimum below is derived here and tested in closed form (tests/test_single.py). The population
+  objective is L(π, V) = ½ E_{x, y∼μ, r}[(r − V(x) − τ log(π(y|x)/π_ref(y|x)))²]. For a data policy μ with
+  full support its minimiser is π*(y|x) ∝ π_ref(y|x) e^{r̄(x,y)/τ} and
   V*(x) = τ log E_{π_ref}[e^{r̄(x,y)/τ}] (r̄ = E[r | x, y]), whatever μ is. The two losses returned split the
   gradient of L into its policy and value parts (their sum has the gradient of the joint loss); the paper
   trains both networks on them, a positive rescaling of the policy loss (e.g. by 1/τ in the paper's
@@ -114,7 +117,10 @@ def bco_init(dtype=jnp.float32):
 
 
 def bco_loss(policy_logps, ref_logps, desirable, state, *, beta):
-  """Binary classifier optimisation (Jung et al. 2404.04656) without the density-ratio weights.
+  """Binary classifier optimisation (Jung et al. arXiv:2404.04656) without the density-ratio weights.
+
+  Checked against TRL's BCO trainer and its `bco_pair` loss (the paper's equation numbers were not reachable:
+  only the abstract is in the searchable pages); no equation number is cited.
 
   With implicit rewards r_θ = β ρ = β (log π(y|x) − log π_ref(y|x)) and the reward shift δ:
 
@@ -122,9 +128,10 @@ def bco_loss(policy_logps, ref_logps, desirable, state, *, beta):
     loss = −log σ(−(r_θ − δ)) for undesirable ones.
 
   δ is the running mean of all implicit rewards seen so far, this batch included (updated first, then
-  used), as in TRL's BCO trainer; it is state, in and out. The paper's underlying-distribution-matching
-  importance weights (a classifier between prompt distributions) are not included: pass per-example
-  weights yourself if you need them.
+  used), as in TRL's BCO trainer; it is state, in and out. (TRL feeds its `RunningMoments` the batch mean of the
+  rewards, one sample per step: the same δ as here whenever every batch has the same size.) The paper's
+  underlying-distribution-matching importance weights (a classifier between prompt distributions) are not
+  included: pass per-example weights yourself if you need them.
 
   Args:
     policy_logps: `[B]` log π(y|x).
@@ -157,7 +164,12 @@ def bco_loss(policy_logps, ref_logps, desirable, state, *, beta):
 
 
 def jpo_loss(policy_chosen_logps, ref_chosen_logps, policy_rejected_logps, ref_rejected_logps, *, beta):
-  """Joint preference optimisation (Bansal et al. 2404.00530): DPO across prompts.
+  """Joint preference optimisation (Bansal et al. arXiv:2404.00530): DPO across prompts.
+
+  Verified against the official code (Hritikbansal/dove, `dove/custom_dove_trainer.py`: TRL's `sigmoid` DPO
+  loss on the chosen and rejected instruction–response pairs, with conditional log-probs log π(y|x) unless
+  its `joint_distribution` flag also scores the prompt tokens); the paper's equation numbers were not
+  reachable (only its abstract and introduction are in the searchable pages), so none is cited.
 
   loss = −log σ(β (ℓ(y_w|x_w) − ℓ(y_l|x_l))), ℓ(y|x) = log π(y|x) − log π_ref(y|x), for a preferred
   instruction–response pair (x_w, y_w) over (x_l, y_l) with possibly different prompts; with x_w = x_l it
@@ -187,7 +199,15 @@ def jpo_loss(policy_chosen_logps, ref_chosen_logps, policy_rejected_logps, ref_r
 
 
 def cringe_token_losses(logits, tokens, mask, key, *, top_k=5):
-  """The Cringe loss of negative sequences (Adolphs et al. 2211.05826), mean over tokens.
+  """The Cringe loss of negative sequences (Adolphs et al. arXiv:2211.05826), mean over tokens.
+
+  Verified against the official code (facebookresearch/ParlAI, `projects/cringe/cringe_loss.py`,
+  `ContrastiveCrossEntropyLoss`): the positive is sampled from the top-k predictions with the negative token
+  masked out, ∝ softmax of their logits, and the contrastive term is the cross-entropy of [z_{y_t}, z_s] with
+  the sampled token as the target; both logits receive gradients (the official default
+  `detach_positives_during_ct=False`). Differences: the official default k is 1 (`--ct-num-pos-predictions`;
+  the paper's experiments use larger k) and it averages over all tokens of the batch rather than per
+  sequence. The paper's equation numbers were not reachable, so none is cited.
 
   For each token y_t of a negative sequence, sample a positive token s from the model's top-k predictions
   at position t with y_t excluded (sampling ∝ softmax of those logits) and contrast the two:
@@ -228,12 +248,15 @@ def cringe_token_losses(logits, tokens, mask, key, *, top_k=5):
 
 def pairwise_cringe_loss(policy_chosen_logps, policy_rejected_logps, chosen_lengths, rejected_cringe, *,
                          alpha=1.0, margin=-10.0, temperature=1.0):
-  """Pairwise Cringe (Xu et al. 2312.16682; equation numbers unverified): NLL(y_w) + α g · Cringe(y_l).
+  """Pairwise Cringe (Xu et al. arXiv:2312.16682): NLL(y_w) + α g · Cringe(y_l).
 
-  g = σ((b − (log π(y_w) − log π(y_l))) / T) gates the Cringe term: it is ≈ 1 while the chosen response is
-  not ahead of the rejected one by the margin b, and ≈ 0 once it is. The gate is a constant of the loss
-  (gradients stopped; unverified detail), NLL(y_w) = −log π(y_w)/n_w is the token-mean likelihood loss and
-  Cringe(y_l) comes from `cringe_token_losses` on the rejected sequence.
+  Not verified against an equation: the paper's method section was not reachable (searched the pages corpus for
+  arxiv.org/abs|html/2312.16682 and ar5iv: only the abstract and introduction are stored) and no official code
+  is public; the abstract confirms "a simple soft margin extension" of the Cringe loss gated by the sequence
+  log-likelihood gap. This is THEORY.md §2's form: g = σ((b − (log π(y_w) − log π(y_l))) / T) gates the Cringe
+  term: it is ≈ 1 while the chosen response is not ahead of the rejected one by the margin b, and ≈ 0 once it
+  is. The gate is a constant of the loss (gradients stopped; our decision), NLL(y_w) = −log π(y_w)/n_w is the
+  token-mean likelihood loss and Cringe(y_l) comes from `cringe_token_losses` on the rejected sequence.
 
   Args:
     policy_chosen_logps: `[B]` summed log π(y_w).
