@@ -178,9 +178,13 @@ def spin_step(log_pi, log_opponent, ref_logits, data_logits, eta, alpha):
   E_{y∼p_data, y'∼q_t}[−log σ(λ(ℓ(y) − ℓ(y')))] with ℓ = log π − log m_t. Here:
   - q_t, the opponent that generates the rejected y', is the arithmetic mixture of the last h iterates,
     (1/h) Σ_{k<h} π_{t−k} (fictitious play over a history of length h, Alami et al. arXiv:2404.04291;
-    h = 1 is SPIN). Decision (the paper's exact weights could not be retrieved): uniform weights 1/h, the
-    distribution of a sample drawn from an iterate picked uniformly among the last h; iterates before π_0
-    are taken equal to π_0.
+    h = 1 is SPIN). Decision: uniform weights 1/h, the distribution of a sample drawn from an iterate picked
+    uniformly among the last h; iterates before π_0 are taken equal to π_0. What could be checked
+    (searched 2026-11-27; only the paper's abstract and summary were reachable, not its equations): the
+    abstract says SPIN's instability "can be mitigated by playing against a mixture of the two previous
+    iterates" and proposes fictitious play, which plays against the average of past iterates, with a
+    history length h blending the past iterates, and the geometric mixture as the reference of α-SPIN — all
+    consistent with uniform weights, but the paper's equation for the weights was not seen.
   - m_t, the policy inside the log-ratio, is π_t for SPIN and the geometric mixture
     m_t ∝ π_ref^α π_t^{1−α} for α-SPIN (Alami et al.: the KL-regularised SPIN objective reduces to this
     replacement inside the loss). α = 0 is SPIN.

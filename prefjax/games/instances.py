@@ -73,8 +73,10 @@ def munos_annotators(eps, dtype=jnp.float32):
   Munos et al. (arXiv:2312.00886, §3.2) contrast the reward-model (Bradley–Terry / Elo) optimum, a
   deterministic policy that jumps between responses as a population parameter ε crosses 0, with the Nash
   equilibrium of the population preference, (1/3 + ε/2, 1/3 + ε/2, 1/3 − ε), which moves continuously.
-  The paper's text could not be retrieved while writing this module, so the population is reconstructed
-  from that claim: with three deterministic annotator types whose rankings form a Condorcet cycle,
+  The text of §3.2 could not be reached (searched 2026-11-27: the stored arXiv 2312.00886 v3/v4 HTML, the
+  ar5iv page and the ICML 2024 text return only their openings; no public repository quotes the example),
+  so the population is reconstructed from that claim and is not checked against the paper's own numbers:
+  with three deterministic annotator types whose rankings form a Condorcet cycle,
 
     type 1 (weight 1/3 + ε/2): y1 ≻ y3 ≻ y2,
     type 2 (weight 1/3 − ε/4): y3 ≻ y2 ≻ y1,

@@ -170,8 +170,9 @@ def _pair_loss(ell, target):
 
 
 def _matvec(P, pi):
-  """(P π)_y as an elementwise product and row sum (fast under vmap for small N on CPU)."""
-  return jnp.sum(P * pi[None, :], axis=-1)
+  """(P π)_y as a matrix–vector product: under vmap it becomes one batched `dot`, which XLA CPU (jax 0.10)
+  runs about 3× faster than an elementwise product and row sum for N = 10 (`benchmarks/game_throughput.py`)."""
+  return P @ pi
 
 
 # ----------------------------------------------------------------------------------------------------
