@@ -418,7 +418,8 @@ class Transformer(nn.Module):
   config: TransformerConfig
 
   @nn.compact
-  def __call__(self, tokens_BxT, *, attention_mask_BxT=None, positions_BxT=None, cache=None):
+  def __call__(self, tokens_BxT, *, attention_mask_BxT=None, positions_BxT=None, cache=None,
+               return_hidden=False):
     """Runs the model.
 
     Args:
@@ -428,9 +429,12 @@ class Transformer(nn.Module):
       positions_BxT: optional explicit positions; default: the count of real tokens before each token
         (in the cache and in this call), so padding does not shift positions.
       cache: optional `KVCache` from `init_cache` (or a previous call).
+      return_hidden: also return the final hidden states `hidden_BxTxD` (after the final norm, the
+        unembedding's input; compute dtype), e.g. for a reward head. Off by default.
 
     Returns:
-      `logits_BxTxV` float32, or `(logits_BxTxV, new_cache)` when `cache` is given.
+      `logits_BxTxV` float32, or `(logits_BxTxV, new_cache)` when `cache` is given; with `return_hidden`,
+      `(logits_BxTxV, hidden_BxTxD)` or `(logits_BxTxV, new_cache, hidden_BxTxD)`.
     """
     cfg = self.config
     style = cfg.style_spec
@@ -483,8 +487,9 @@ class Transformer(nn.Module):
                                 preferred_element_type=jnp.float32)
     logits_BxTxV = logits_BxTxV.astype(jnp.float32)
     if cache is None:
-      return logits_BxTxV
-    return logits_BxTxV, KVCache(tuple(new_layers), valid_BxS, index + t)
+      return (logits_BxTxV, x_BxTxD) if return_hidden else logits_BxTxV
+    new_cache = KVCache(tuple(new_layers), valid_BxS, index + t)
+    return (logits_BxTxV, new_cache, x_BxTxD) if return_hidden else (logits_BxTxV, new_cache)
 
 
 def _check_inputs(cfg, tokens_BxT, attention_mask_BxT, positions_BxT, cache):
