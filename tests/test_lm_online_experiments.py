@@ -1,0 +1,70 @@
+"""The two online LM experiments through colab/lm_online.ipynb (QUICK = True runs both :quick runners once)."""
+
+import json
+import os
+
+import nbformat
+import numpy as np
+import pytest
+from nbclient import NotebookClient
+
+from experiments.configs import lm_nash_synthetic
+from experiments.configs import lm_sppo_synthetic
+from prefjax.errors import PrefjaxError
+from prefjax.lm import online_experiments
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_notebook_runs_both_quick_experiments_and_shows_their_claims(tmp_path):
+  nb = nbformat.read(os.path.join(ROOT, "colab", "lm_online.ipynb"), as_version=4)
+  params = [c for c in nb.cells if c.cell_type == "code" and "QUICK = False" in c.source]
+  assert len(params) == 1, "the notebook must have one parameters cell with QUICK = False"
+  params[0].source = params[0].source.replace("QUICK = False", "QUICK = True").replace(
+      '"runs/lm_online_colab"', repr(str(tmp_path)))
+  NotebookClient(nb, timeout=900, kernel_name="python3",
+                 resources={"metadata": {"path": os.path.join(ROOT, "colab")}}).execute()
+
+  nash = json.load(open(tmp_path / "nash" / "summary.json", encoding="utf-8"))
+  runs = nash["runs"]
+  assert set(runs) == {"online_dpo", "online_ipo", "egpo"}
+  ratio = lm_nash_synthetic.get_config("quick").claim_ratio
+  assert nash["claim_holds"] == all(runs[n]["duality_gap"] <= ratio * runs["online_dpo"]["duality_gap"]
+                                    for n in ("online_ipo", "egpo"))
+  assert nash["claim_holds"], runs
+  assert nash["nash_equilibrium"]["duality_gap"] < 1e-9 and nash["nash_equilibrium"]["residual"] < 1e-9
+  assert nash["reference"]["duality_gap"] > runs["online_ipo"]["duality_gap"]
+
+  sppo = json.load(open(tmp_path / "sppo" / "summary.json", encoding="utf-8"))
+  rates = sppo["win_rate_per_iteration"]
+  cfg = lm_sppo_synthetic.get_config("quick")
+  assert len(rates) == cfg.online.num_steps // cfg.online.iteration_steps + 1
+  assert rates[0] == pytest.approx(0.5, abs=1e-9)  # iteration 0 is π_ref itself
+  assert sppo["claim_holds"] and all(b > a for a, b in zip(rates, rates[1:])), rates
+
+  for sub, names in (("nash", runs), ("sppo", sppo["runs"])):
+    assert os.path.getsize(tmp_path / sub / "figure.png") > 1000
+    with np.load(tmp_path / sub / "arrays.npz") as arrays:
+      for name in names:
+        e = arrays[f"{name}__step"].shape
+        assert all(arrays[f"{name}__{k}"].shape == e for k in online_experiments.EVAL_KEYS)
+        np.testing.assert_allclose(arrays[f"{name}__duality_gap"][-1], names[name]["duality_gap"])
+    lines = open(tmp_path / sub / "metrics.jsonl", encoding="utf-8").read().splitlines()
+    assert all("algorithm" in json.loads(line) for line in lines)
+  outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+  assert "claim" in outputs and "True" in outputs
+
+
+def test_bad_configs_are_clear_errors(tmp_path):
+  c = lm_nash_synthetic.get_config("quick")
+  c.algorithms = "online_ipo,ppo"
+  with pytest.raises(PrefjaxError, match="unknown"):
+    online_experiments.run_lm_nash_synthetic(c, str(tmp_path / "a"))
+  c = lm_nash_synthetic.get_config("quick")
+  c.beta = -1.0
+  with pytest.raises(PrefjaxError, match="beta"):
+    online_experiments.run_lm_nash_synthetic(c, str(tmp_path / "b"))
+  c = lm_sppo_synthetic.get_config("quick")
+  c.online.eval_every = 7
+  with pytest.raises(PrefjaxError, match="iteration_steps"):
+    online_experiments.run_lm_sppo_synthetic(c, str(tmp_path / "c"))
