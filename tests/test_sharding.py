@@ -44,6 +44,18 @@ SCRIPT = textwrap.dedent("""
         losses["eight_devices_of_first_param"] = len(leaf.sharding.device_set)
         np.savez(f"{out}/eight_params.npz",
                  *[np.asarray(x) for x in jax.tree.leaves(jax.device_get(r.state.params))])
+    # The online trainer (sampling with the KV cache, oracle, EGPO's two half-steps) on the same meshes.
+    from prefjax.lm import online, oracles
+    game = syn.make_task(seed=1, num_prompts=2, vocab_size=4, response_len=2, nontransitive_scale=2.0)
+    prompts = online.PromptArrays({"prompt_tokens_BxP": np.repeat(np.arange(2, dtype=np.int32), 8)[:, None],
+                                   "prompt_mask_BxP": np.ones((16, 1), np.int32)})
+    ocfg = online.OnlineConfig(algorithm="egpo", beta=0.5, max_new_tokens=2, batch_size=16, num_steps=3,
+                               learning_rate=1e-2)
+    for name, mesh in (("online_one", shd.make_mesh(devices=jax.devices()[:1])),
+                       ("online_eight", shd.make_mesh(data=4, fsdp=2))):
+      r = online.train_online(config, ocfg, prompts, oracles.SyntheticOracle(game), f"{out}/{name}",
+                              init_params=params, mesh=mesh, verbose=False, fast_compile=True)
+      losses[name] = [h["loss"] for h in r.history if "loss" in h]
     json.dump(losses, open(f"{out}/losses.json", "w"))
 """)
 
@@ -51,7 +63,8 @@ SCRIPT = textwrap.dedent("""
 @pytest.mark.slow
 def test_eight_devices_match_one_and_checkpoint_restores_on_one(tmp_path):
   """Acceptance: 5 steps on 8 simulated devices (data 4 × fsdp 2) give 1 device's losses within 1e-5;
-  the 8-device checkpoint restores in this 1-device process and equals the 8-device final parameters."""
+  the 8-device checkpoint restores in this 1-device process and equals the 8-device final parameters;
+  3 online EGPO steps (sampling, oracle, two half-steps) also match between 8 devices and 1."""
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
   proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=ROOT, env=env,
                         capture_output=True, text=True, check=False)
@@ -60,6 +73,9 @@ def test_eight_devices_match_one_and_checkpoint_restores_on_one(tmp_path):
   assert len(losses["one"]) == 5
   np.testing.assert_allclose(losses["eight"], losses["one"], rtol=0, atol=1e-5)
   assert losses["eight_devices_of_first_param"] > 1  # really sharded
+  # Online EGPO: the same samples, oracle queries and updates on 8 devices as on 1.
+  assert len(losses["online_one"]) == 3
+  np.testing.assert_allclose(losses["online_eight"], losses["online_one"], rtol=0, atol=1e-5)
 
   from prefjax.lm import synthetic as syn  # pylint: disable=g-import-not-at-top
   from prefjax.lm import model as lm_model  # pylint: disable=g-import-not-at-top

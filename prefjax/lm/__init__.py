@@ -1,8 +1,14 @@
-"""Language-model side of prefjax: the transformer policy and sequence log-probs.
+"""Language-model side of prefjax: the transformer policy, sequence log-probs, sampling.
 
 `model`: `TransformerConfig`, `Transformer`, `init_params`, `init_cache`, sharding rules, parameter and
 FLOP counts. `logprobs`: `sequence_logps` (the one place with the next-token shift and the masks),
-LD-DPO's `ld_logps`, and `policy_logps` for a model's apply function.
+LD-DPO's `ld_logps`, and `policy_logps` for a model's apply function. `sampling`: jitted batched
+generation with the KV cache (`generate`, `SamplingConfig`, `Generation`), the Nash-MD token-level
+geometric mixture and fictitious-play sampling over past iterates.
+
+The rest is imported from its module: `data`, `tokenizer`, `hf_import`, `train` (offline trainer),
+`synthetic` (the synthetic task with an exact oracle), `oracles` and `reward_model` (preference oracles for
+sequences), `online` (online and self-play trainers), `experiments` and `online_experiments` (runners).
 """
 
 from prefjax.lm.logprobs import ld_logps
@@ -20,3 +26,8 @@ from prefjax.lm.model import param_count
 from prefjax.lm.model import param_shardings
 from prefjax.lm.model import Transformer
 from prefjax.lm.model import TransformerConfig
+from prefjax.lm.sampling import Generation
+from prefjax.lm.sampling import generate
+from prefjax.lm.sampling import generate_from_iterates
+from prefjax.lm.sampling import SamplingConfig
+from prefjax.lm.sampling import sequences
