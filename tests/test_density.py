@@ -227,3 +227,64 @@ def test_pairs_and_labels_sampled_from_the_right_laws():
   assert abs(y.mean() - p.mean()) < 5 * np.sqrt(np.mean(p * (1 - p)) / n)
   with pytest.raises(PrefjaxError, match="needs as many weights"):
     grid_lib.make_pairs(jax.random.key(0), log_pre, 10, grid.dx, comps, (1.0,))
+
+
+def test_training_at_the_pairs_distinct_points_equals_training_on_the_grid():
+  """DPO/geometric/IPO see log q only at the pairs' points: evaluating the MLP there (what the runner does
+  without SLiC, for the paper's 2¹⁶ grid) must give the same training run as evaluating it on the grid."""
+  from prefjax.density import experiments  # pylint: disable=g-import-not-at-top
+  grid = grid_lib.make_grid(64)
+  model = grid_lib.EnergyMLP(8, 2)
+  params0 = grid_lib.init_energy(jax.random.key(0), model)
+  log_pre = grid_lib.model_log_density(model, params0, grid)
+  log_pstar = grid_lib.normalise(grid_lib.annotator_logpdf(grid.x), grid.dx)
+  pairs = grid_lib.make_pairs(jax.random.key(1), log_pre, 40, grid.dx, log_pstar[None])
+  points, eval_pairs = experiments._distinct_points(pairs)  # pylint: disable=protected-access
+  assert len(points) < 64  # 80 draws over 64 points: some repeat, some points are never drawn.
+  np.testing.assert_array_equal(points[np.asarray(eval_pairs.a)], np.asarray(pairs.a))
+  np.testing.assert_array_equal(points[np.asarray(eval_pairs.b)], np.asarray(pairs.b))
+  rows = jnp.asarray([[experiments.FAMILY_IDS["dpo"], 4.0, 0.0],
+                      [experiments.FAMILY_IDS["geometric"], 0.25, 0.0]], jnp.float32)
+  targets = jnp.stack([log_pstar, log_pstar])
+  pre_a, pre_b = log_pre[pairs.a], log_pre[pairs.b]
+  seen = []
+  run_grid = experiments._make_sweep(  # pylint: disable=protected-access
+      model, grid, experiments._sweep_loss(pairs, pre_a, pre_b, None, grid.dx), 8, 1e-2, 4,  # pylint: disable=protected-access
+      progress=lambda r, tv, loss: seen.append(r))
+  run_points = experiments._make_sweep(  # pylint: disable=protected-access
+      model, grid, experiments._sweep_loss(eval_pairs, pre_a, pre_b, None, grid.dx), 8, 1e-2, 4,  # pylint: disable=protected-access
+      eval_x=grid.x[points])
+  p_grid, tv_grid, loss_grid = run_grid(params0, rows, targets)
+  p_points, tv_points, loss_points = run_points(params0, rows, targets)
+  assert seen == [0, 1] and tv_grid.shape == (2, 2)
+  np.testing.assert_allclose(np.asarray(loss_points), np.asarray(loss_grid), rtol=1e-5)
+  np.testing.assert_allclose(np.asarray(tv_points), np.asarray(tv_grid), rtol=1e-4, atol=1e-6)
+  # Compare the trained densities, not raw parameters: the output bias is a flat direction of every
+  # objective here (a shift of log q cancels), where Adam turns float rounding noise into ±lr steps.
+  dens_of = jax.vmap(lambda p: grid_lib.normalise(model.apply({"params": p}, grid.x), grid.dx))
+  np.testing.assert_allclose(np.asarray(dens_of(p_points)), np.asarray(dens_of(p_grid)), rtol=1e-4, atol=1e-4)
+
+
+def test_population_mixture_nll_matches_numpy_and_is_minimal_at_the_truth(x64):
+  from prefjax.density import experiments  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(5)
+  g = 12
+  true = rng.normal(size=(2, g))
+  w = np.array([0.3, 0.7])
+  mass = rng.dirichlet(np.ones(g))
+  model = rng.normal(size=(2, g))
+  logits = np.array([0.2, -0.4])
+
+  def np_mix(lq, wts):  # P(i ≻ j) = Σ_k w_k σ(lq_k(i) − lq_k(j)), [g, g].
+    return np.einsum("k,kij->ij", wts, _np_sigmoid(lq[:, :, None] - lq[:, None, :]))
+
+  p_true = np_mix(true, w)
+  q = np_mix(model, np.exp(logits) / np.exp(logits).sum())
+  want = np.sum(mass[:, None] * mass[None, :] * -(p_true * np.log(q) + (1 - p_true) * np.log(1 - q)))
+  got = experiments.population_mixture_nll(jnp.asarray(model), jnp.asarray(logits), jnp.asarray(true), w,
+                                           jnp.asarray(mass))
+  np.testing.assert_allclose(float(got), want, rtol=1e-12)
+  # Cross-entropy is minimised by the true probabilities (Gibbs' inequality).
+  at_truth = experiments.population_mixture_nll(jnp.asarray(true), jnp.log(jnp.asarray(w)), jnp.asarray(true), w,
+                                                jnp.asarray(mass))
+  assert float(at_truth) < float(got)

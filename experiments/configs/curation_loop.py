@@ -12,8 +12,17 @@ for every K (λ = 0) towards the grid's maximum; TV(p_T, p_0 e^{Tr}/Z) at T = 40
 0.049 (16), 0.0029 (256), 1.8e-4 (4096); at K = 16 the final TV to the data is 0.997, 0.82, 0.56, 0.11 for
 λ = 0, 0.1, 0.25, 0.5 (a fixed point that moves towards the data as λ grows); the sampled loop's one-step
 residuals against the exact map are standard normal (mean z² = 1.005 over 56 470 cells, max |z| of the
-2 560 reward residuals 3.96). Unconditionally, the finite-sample loop (n = 4096) lags the exact map after
-~20 generations, because rare high-reward items that draw no sample are lost for good.
+2 560 reward residuals 3.96). Unconditionally (seed-mean E_{p̂_t}[r] vs the exact map, standard errors from
+the 16 seeds), the loops match the map within Monte-Carlo error over the generations where the comparison is
+valid: max |z| = 2.16 over 63 (K, λ, t) cells, against the Bonferroni t₁₅ bound 6.24 (`acceptance.
+sampled_matches_exact_unconditional`). Valid means the exact map has at most `max_lost_mass` = 1% of its mass
+on items the sampled loops have lost (generations 1-9 at K = 2, 1-5 at K = 16, λ = 0; all 40 at K = 2,
+λ = 0.25). Mechanism of the later drift, measured (K = 16, λ = 0, n = 4096): the highest items (p_0 mass
+~1e-4 each near x = 4, expected counts < 1) draw no sample in the first generations and can never return;
+the surviving support tops out at x = 3.65 on average, while the exact map, which keeps every item, moves
+0.11 of its mass onto the lost items by generation 12, 0.40 by 20 and 0.79 by 40. The seed-mean reward
+falls more than 4 standard errors below the map from generation 24 on (21 at λ = 0.25), final 0.892 ± 0.014
+vs 0.975 exact. Per generation the refit stays unbiased given p̂_t (the one-step check above).
 """
 
 from experiments.configs import common
@@ -39,6 +48,9 @@ def get_config(arg=None):
   c.sampled_real_fractions = (0.0, 0.25)  # λ of the sampled loop.
   c.num_samples = 4096  # Samples per refit: Monte-Carlo error ~ 1/√n per generation.
   c.num_seeds = 16  # Independent sampled loops (intervals over seeds).
+  # The unconditional sampled-vs-exact comparison uses the generations where the exact map has at most this
+  # much mass on items the sampled loops have lost (finite-sample support loss; see the docstring).
+  c.max_lost_mass = 0.01
   c.seed = 0
   c.figure = True
   if arg.quick:  # For tests and notebooks: same maths, fewer generations, samples and seeds.

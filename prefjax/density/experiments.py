@@ -4,13 +4,16 @@ notebook google-deepmind/pbde; THEORY.md §6).
 `run_pbde_toy(config, workdir)`: pretrain an energy MLP to TruncatedNormal(0, 5), draw pairs a, b ∼ π_pre with
 Luce labels from p* = 0.4·TN(−2.5, 0.25) + 0.6·TN(2.5, 1.0), then fine-tune from π_pre with DPO (β sweep),
 the geometric objective (α sweep), IPO (τ sweep) and SLiC-HF (δ × λ sweep), full batch, Adam with cosine
-decay. All sweeps (every family and hyper-parameter) run as one jitted, vmapped program. DPO, geometric and IPO are compared with their
+decay. All sweeps (every family and hyper-parameter) run as one jitted, vmapped program (one compiled chunk of
+`record_every` steps, looped on the host so that long runs report progress). DPO, geometric and IPO are compared with their
 implied optima on the grid, computed from the *learned* π_pre (the quantity the theory is about; the notebook
 plots the optima with the TN(0, 5) target in place of π_pre, which we also report).
 
 `run_pbde_misspecified(config, workdir)`: the same pairs labelled by two annotators (the two components of p*,
 weights 0.4/0.6, no annotator ids): a single-annotator Luce model (one energy) against a two-component model
-(two energies + learned mixture logits), both trained by maximum likelihood from random initialisations.
+(two energies + learned mixture logits), both trained by maximum likelihood from random initialisations; an
+optional held-out split scores every recorded iterate (early stopping keeps the best), and summary.json reports
+the fits' exact population excess risk (`population_mixture_nll`).
 
 Both write config.json, metrics.jsonl (recorded steps per run), arrays.npz, summary.json and PNG figures.
 
@@ -21,7 +24,7 @@ slic), `{f}__tv` [H, R] (TV to the optimum over recorded steps; NaN for slic), `
 arrays.npz (pbde_misspecified): `x` [G], `log_components` [K, G] (true annotators), `single__log_density`
 [G], `mixture__log_components` [K, G] (learned, matched to the true order), `mixture__weights` [K],
 `heatmap_x` [M], `heatmap__{true,single,mixture}` [M, M] (P(a ≻ b), a on rows), `steps` [R],
-`{single,mixture}__loss` [R].
+`{single,mixture}__loss` [R], `{single,mixture}__heldout_nll` [R] (NaN without a held-out split).
 """
 
 import itertools
@@ -70,8 +73,17 @@ def _setup(config):
   k_pre, k_rest = jax.random.split(key)
   grid = grid_lib.make_grid(int(config.grid_size))
   model = grid_lib.EnergyMLP(int(config.width), int(config.num_layers))
-  params, mse = grid_lib.pretrain(k_pre, model, grid, num_steps=int(config.pretrain_steps),
-                                  lr=float(config.pretrain_lr), fast_compile=bool(config.fast_compile))
+  num = int(config.pretrain_steps)
+  fine = int(config.grid_size) >= 2**14  # Minutes of pretraining: a host loop that reports progress.
+  chunk = next(c for c in (512, 256, 128, 64, 32, 16, 8, 4, 2, 1) if num % c == 0) if fine else num
+  t0 = time.time()
+
+  def progress(steps, mse):
+    if fine:
+      print(f"  pretraining step {steps}/{num}: MSE {float(mse):.2e} [{time.time() - t0:.1f} s]", flush=True)
+
+  params, mse = grid_lib.pretrain(k_pre, model, grid, num_steps=num, lr=float(config.pretrain_lr),
+                                  fast_compile=bool(config.fast_compile), chunk_steps=chunk, progress=progress)
   log_pre = grid_lib.model_log_density(model, params, grid)
   return grid, model, params, log_pre, float(mse), k_rest
 
@@ -90,49 +102,68 @@ def _make_pairs(key, log_pre, num_pairs, dx, log_targets, weights):
       key, log_pre, log_targets)
 
 
-def _make_sweep(model, grid, loss_of, num_steps, lr, record_every, fast_compile=False):
-  """jit(vmap(train)) over hyper-parameter rows `hp` [H, 2] and targets [H, G] from one initial params.
+def _make_sweep(model, grid, loss_of, num_steps, lr, record_every, fast_compile=False, eval_x=None,
+                progress=None):
+  """vmap(train) over hyper-parameter rows `hp` [H, 3] and targets [H, G] from one initial params.
 
-  `loss_of(logq [G], hp [2]) -> scalar` is the batch loss given the model's unnormalised log q on the grid.
+  `loss_of(logq [E], hp [3]) -> scalar` is the batch loss given the model's unnormalised log q at the
+  evaluation points `eval_x` `[E]` (default: the whole grid). The objectives without a normaliser (DPO,
+  geometric, IPO) only see log q at the pairs' points, so on a fine grid the caller passes the distinct pair
+  points (fewer than the grid's) and each step evaluates the MLP there only: the same gradient, cheaper.
+  Training runs as a host loop over chunks of `record_every` steps (one compiled chunk program), which
+  records TV to the target on the full grid and loss, and calls `progress(chunk_index, tv [H], loss [H])`.
+
   Returns run(params0, hp, log_targets) -> (final params [H...], tv [H, R], loss [H, R]).
   """
   tx = optax.adam(optax.cosine_decay_schedule(lr, num_steps))
   num_records = num_steps // record_every
+  eval_x = grid.x if eval_x is None else eval_x
 
-  def train(params0, hp, log_target):
-    def loss_fn(p):
-      return loss_of(model.apply({"params": p}, grid.x), hp)
+  def loss_fn(p, hp):
+    return loss_of(model.apply({"params": p}, eval_x), hp)
 
-    def step(carry, _):
-      p, s = carry
-      loss, g = jax.value_and_grad(loss_fn)(p)
-      u, s = tx.update(g, s, p)
-      return (optax.apply_updates(p, u), s), loss
+  def step(carry, _, hp):
+    p, s = carry
+    loss, g = jax.value_and_grad(loss_fn)(p, hp)
+    u, s = tx.update(g, s, p)
+    return (optax.apply_updates(p, u), s), loss
 
-    def chunk(carry, _):
-      carry, losses = jax.lax.scan(step, carry, None, length=record_every)
-      logq = grid_lib.normalise(model.apply({"params": carry[0]}, grid.x), grid.dx)
-      tv = grid_lib.total_variation(logq, log_target, grid.dx)
-      return carry, (tv, losses[-1])
+  def chunk(carry, hp, log_target):
+    carry, losses = jax.lax.scan(lambda c, x: step(c, x, hp), carry, None, length=record_every)
+    logq = grid_lib.normalise(model.apply({"params": carry[0]}, grid.x), grid.dx)
+    return carry, grid_lib.total_variation(logq, log_target, grid.dx), losses[-1]
 
-    (p, _), (tv, loss) = jax.lax.scan(chunk, (params0, tx.init(params0)), None, length=num_records)
-    return p, tv, loss
+  init = jax.jit(jax.vmap(lambda p, _: (p, tx.init(p)), in_axes=(None, 0)))
+  run_chunk = grid_lib.jit_maybe_fast(jax.vmap(chunk), fast_compile)
 
-  return grid_lib.jit_maybe_fast(jax.vmap(train, in_axes=(None, 0, 0)), fast_compile)
+  def run(params0, hp, log_targets):
+    carry = init(params0, hp)
+    tvs, losses = [], []
+    for r in range(num_records):
+      carry, tv, loss = run_chunk(carry, hp, log_targets)
+      tvs.append(tv)
+      losses.append(loss)
+      if progress is not None:
+        progress(r, tv, loss)
+    return carry[0], jnp.stack(tvs, axis=1), jnp.stack(losses, axis=1)
+
+  return run
 
 
 FAMILY_IDS = {f: i for i, f in enumerate(FAMILIES)}
 
 
-def _sweep_loss(pairs, log_pre, pre_mass, dx):
-  """Batch loss `(logq [G], hp [3]) -> scalar`, hp = (family id, β | α | τ | δ, λ).
+def _sweep_loss(pairs, pre_a, pre_b, pre_mass, dx):
+  """Batch loss `(logq [E], hp [3]) -> scalar`, hp = (family id, β | α | τ | δ, λ).
 
   One function for every family, so all sweeps share one compiled, vmapped program (the MLP pass, the
   expensive part, is the same for all; the per-family losses are cheap). Each family's hyper-parameter is
   replaced by a harmless 1 in the other families' branches so that masked-out branches stay finite.
+  `pairs.a`, `pairs.b` index the evaluation points of log q; `pre_a`, `pre_b` `[B]` are log π_pre at the
+  pairs. SLiC's regulariser needs log q on the whole grid: with `pre_mass` `[G]` given, the evaluation points
+  must be the grid; `pre_mass=None` (no SLiC row) allows any evaluation points.
   """
   a, b, y = pairs.a, pairs.b, pairs.y
-  pre_a, pre_b = log_pre[a], log_pre[b]
 
   def loss_of(logq, hp):
     fid, v, lam = hp[0], hp[1], hp[2]
@@ -143,14 +174,23 @@ def _sweep_loss(pairs, log_pre, pre_mass, dx):
         jnp.mean(dens.dpo_loss(qa, qb, pre_a, pre_b, y, beta=safe[0])),
         jnp.mean(dens.geometric_loss(qa, qb, pre_a, pre_b, y, alpha=safe[1])),
         jnp.mean(dens.ipo_loss(qa, qb, pre_a, pre_b, y, beta=safe[2])),
-        # SLiC: hinge + λ·(−E_{π_pre} log π), the expectation computed exactly on the grid (the notebook
-        # samples 8 192 points from π_pre per step; the exact expectation has the same value, no noise).
-        jnp.mean(dens.slic_loss(qa, qb, None, None, y, delta=jnp.where(on[3], v, 0.0)))
-        + lam * dens.slic_regulariser(grid_lib.normalise(logq, dx), pre_mass),
     ]
+    if pre_mass is not None:
+      # SLiC: hinge + λ·(−E_{π_pre} log π), the expectation computed exactly on the grid (the notebook
+      # samples 8 192 points from π_pre per step; the exact expectation has the same value, no noise).
+      losses.append(jnp.mean(dens.slic_loss(qa, qb, None, None, y, delta=jnp.where(on[3], v, 0.0)))
+                    + lam * dens.slic_regulariser(grid_lib.normalise(logq, dx), pre_mass))
     return sum(jnp.where(o, l, 0.0) for o, l in zip(on, losses))
 
   return loss_of
+
+
+def _distinct_points(pairs):
+  """(distinct grid indices `[E]` of the pairs' points, the pairs re-indexed into them), on the host."""
+  a, b = np.asarray(pairs.a), np.asarray(pairs.b)
+  points, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
+  inverse = inverse.reshape(-1).astype(np.int32)
+  return points, grid_lib.Pairs(jnp.asarray(inverse[:a.size]), jnp.asarray(inverse[a.size:]), pairs.y)
 
 
 @jax.jit
@@ -219,8 +259,25 @@ def run_pbde_toy(config, workdir):
   optima_tn = _optima(rows, log_tn, log_pstar, log_w)
   targets = jnp.where(jnp.isnan(optima), log_pstar, optima)  # SLiC has no closed form: TV to p* instead.
   t0 = time.time()
-  run = _make_sweep(model, grid, _sweep_loss(pairs, log_pre, pre_mass, grid.dx), int(config.num_steps),
-                    float(config.lr), int(config.record_every), bool(config.fast_compile))
+  pre_a, pre_b = log_pre[pairs.a], log_pre[pairs.b]
+  if "slic" in families:  # SLiC's regulariser needs log q on the whole grid.
+    eval_x, eval_pairs, eval_mass = None, pairs, pre_mass
+  else:  # The other objectives see log q at the pairs' points only: evaluate the MLP there.
+    points, eval_pairs = _distinct_points(pairs)
+    eval_x, eval_mass = grid.x[points], None
+    print(f"  evaluating the MLP at the pairs' {len(points)} distinct points of {config.grid_size}", flush=True)
+  chunk_start = [time.time()]
+
+  def progress(r, tv_r, loss_r):
+    if r == 0 or (r + 1) % max(1, int(config.get('print_every_records', 8))) == 0:
+      print(f"  step {(r + 1) * int(config.record_every)}: "
+            + ", ".join(f"{o}({h:g}) tv {t:.4f}" for o, h, t in zip(owner, np.asarray(rows[:, 1]),
+                                                                  np.asarray(tv_r)))
+            + f" [{time.time() - chunk_start[0]:.1f} s]", flush=True)
+
+  run = _make_sweep(model, grid, _sweep_loss(eval_pairs, pre_a, pre_b, eval_mass, grid.dx),
+                    int(config.num_steps), float(config.lr), int(config.record_every),
+                    bool(config.fast_compile), eval_x=eval_x, progress=progress)
   params, tv, loss = run(params0, rows, targets)
   logq = jax.jit(jax.vmap(lambda p: grid_lib.normalise(model.apply({"params": p}, grid.x), grid.dx)))(params)
   tv_final = {name: np.asarray(_tv_rows(logq, ref, grid.dx)) for name, ref in
@@ -307,12 +364,47 @@ def _toy_figure(path, arrays, families):
 # ----------------------------------------------------------------------------------------------------
 
 
+def population_mixture_nll(logq, mixture_logits, log_true, true_weights, pair_mass):
+  """Expected NLL per pair under the true pair law, Σ_ij m_i m_j CE(P*(i ≻ j), P_θ(i ≻ j)), computed exactly.
+
+  The population objective of the mixture likelihood: the true two-annotator probabilities P* in place of
+  sampled labels and π_pre's mass m in place of sampled pairs, so the distance between a fit's value and the
+  truth's (the entropy floor) is its excess risk with no sampling noise. Rows are mapped one at a time
+  (memory O(G) per row, G² work).
+
+  Args:
+    logq: `[K, G]` model component log-densities on the grid.
+    mixture_logits: `[K]` model mixture logits.
+    log_true: `[K', G]` true annotator log-densities.
+    true_weights: `[K']` true annotator weights.
+    pair_mass: `[G]` probability of each grid point under the pair law (sums to 1).
+
+  Returns:
+    Scalar expected NLL.
+  """
+  true_weights = jnp.asarray(true_weights, log_true.dtype)
+
+  def row(i):
+    a = jnp.broadcast_to(logq[:, i][:, None], logq.shape)
+    z = dens.mixture_preference_logits(a, logq, mixture_logits)
+    p = grid_lib.mixture_probability(jnp.broadcast_to(log_true[:, i][:, None], log_true.shape), log_true,
+                                     true_weights)
+    return jnp.sum(pair_mass * (p * jax.nn.softplus(-z) + (1 - p) * jax.nn.softplus(z)))
+
+  rows = jax.lax.map(row, jnp.arange(logq.shape[1]))
+  return jnp.sum(pair_mass * rows)
+
+
 def run_pbde_misspecified(config, workdir):
   """Runs the `pbde_misspecified` experiment (see the module docstring) and returns its summary dict."""
   start = time.time()
   _validate_common(config)
   if int(config.num_components) < 1:
     raise PrefjaxError(f"config.num_components must be ≥ 1, got {config.num_components}")
+  if not 0 <= float(config.holdout_fraction) < 1:
+    raise PrefjaxError(f"config.holdout_fraction must be in [0, 1), got {config.holdout_fraction}")
+  if bool(config.early_stopping) and not float(config.holdout_fraction) > 0:
+    raise PrefjaxError("config.early_stopping needs a held-out split: set config.holdout_fraction > 0")
   wd = workdir_lib.Workdir(workdir)
   wd.write_config(config)
   grid, model, _, log_pre, mse, key = _setup(config)
@@ -321,7 +413,13 @@ def run_pbde_misspecified(config, workdir):
   weights = grid_lib.ANNOTATOR_WEIGHTS
   comps = jax.jit(jax.vmap(lambda c: grid_lib.normalise(c, grid.dx)))(
       grid_lib.annotator_component_logpdfs(grid.x))
-  pairs = _make_pairs(k_pairs, log_pre, int(config.num_pairs), grid.dx, comps, weights)
+  all_pairs = _make_pairs(k_pairs, log_pre, int(config.num_pairs), grid.dx, comps, weights)
+  # A held-out split (the last `holdout_fraction` of the pairs) scores every recorded iterate; with
+  # `early_stopping` the iterate with the lowest held-out NLL is kept.
+  num_holdout = int(round(float(config.holdout_fraction) * int(config.num_pairs)))
+  num_train = int(config.num_pairs) - num_holdout
+  pairs = grid_lib.Pairs(*(v[:num_train] for v in all_pairs))
+  holdout = grid_lib.Pairs(*(v[num_train:] for v in all_pairs))
   num_steps, record = int(config.num_steps), int(config.record_every)
   tx = optax.adam(optax.cosine_decay_schedule(float(config.lr), num_steps))
   K = int(config.num_components)
@@ -329,23 +427,38 @@ def run_pbde_misspecified(config, workdir):
   def logq_of(p):
     return jax.vmap(lambda c: model.apply({"params": c}, grid.x))(p["energies"])  # [K, G]
 
-  def loss_fn(p):
+  def nll(p, data):
     logq = logq_of(p)
-    return jnp.mean(dens.mixture_loss(logq[:, pairs.a], logq[:, pairs.b], p["mixture_logits"], pairs.y))
+    return jnp.mean(dens.mixture_loss(logq[:, data.a], logq[:, data.b], p["mixture_logits"], data.y))
 
-  def train(p):
+  def chunk(carry):
     def step(carry, _):
       p, s = carry
-      loss, g = jax.value_and_grad(loss_fn)(p)
+      loss, g = jax.value_and_grad(nll)(p, pairs)
       u, s = tx.update(g, s, p)
       return (optax.apply_updates(p, u), s), loss
 
-    def chunk(carry, _):
-      carry, losses = jax.lax.scan(step, carry, None, length=record)
-      return carry, losses[-1]
+    carry, losses = jax.lax.scan(step, carry, None, length=record)
+    held = nll(carry[0], holdout) if num_holdout else jnp.nan
+    return carry, losses[-1], held
 
-    (p, _), losses = jax.lax.scan(chunk, (p, tx.init(p)), None, length=num_steps // record)
-    return p, losses
+  def train(p, name):
+    run_chunk = grid_lib.jit_maybe_fast(chunk, bool(config.fast_compile))
+    carry = (p, tx.init(p))
+    losses, held, best, best_held, best_step = [], [], p, np.inf, 0
+    t0 = time.time()
+    for r in range(num_steps // record):
+      carry, loss, h = run_chunk(carry)
+      losses.append(float(loss))
+      held.append(float(h))
+      if bool(config.early_stopping) and num_holdout and held[-1] < best_held:
+        best, best_held, best_step = carry[0], held[-1], (r + 1) * record
+      if (r + 1) % max(1, int(config.get("print_every_records", 8))) == 0:
+        print(f"  {name} step {(r + 1) * record}: loss {losses[-1]:.5f}, held-out {held[-1]:.5f} "
+              f"[{time.time() - t0:.1f} s]", flush=True)
+    if not (bool(config.early_stopping) and num_holdout):
+      best, best_step = carry[0], num_steps
+    return best, np.asarray(losses), np.asarray(held), best_step
 
   def init(k, n):
     energies = jax.vmap(lambda kk: grid_lib.init_energy(kk, model))(jax.random.split(k, n))
@@ -353,10 +466,10 @@ def run_pbde_misspecified(config, workdir):
 
   t0 = time.time()
   # The single-annotator model is the same code with K = 1 (the mixture of one component is Luce).
-  p_single, loss_single = grid_lib.jit_maybe_fast(train, bool(config.fast_compile))(init(k_single, 1))
+  p_single, loss_single, held_single, stop_single = train(init(k_single, 1), "single")
   print(f"  single-annotator model: {time.time() - t0:.1f} s", flush=True)
   t0 = time.time()
-  p_mix, loss_mix = grid_lib.jit_maybe_fast(train, bool(config.fast_compile))(init(k_mix, K))
+  p_mix, loss_mix, held_mix, stop_mix = train(init(k_mix, K), f"{K}-component")
   print(f"  {K}-component model: {time.time() - t0:.1f} s", flush=True)
 
   normalise = jax.vmap(lambda c: grid_lib.normalise(c, grid.dx))
@@ -387,10 +500,13 @@ def run_pbde_misspecified(config, workdir):
   mask = in_support[:, None] & in_support[None, :]
   steps = np.arange(1, num_steps // record + 1) * record
   for r, s in enumerate(steps):
-    wd.append_metrics({"step": int(s), "single_loss": float(loss_single[r]), "mixture_loss": float(loss_mix[r])})
+    wd.append_metrics({"step": int(s), "single_loss": float(loss_single[r]), "mixture_loss": float(loss_mix[r]),
+                       "single_heldout_nll": float(held_single[r]), "mixture_heldout_nll": float(held_mix[r])})
   summary = {
       "experiment": "pbde_misspecified", "name": config.name, "grid_size": int(config.grid_size),
-      "num_pairs": int(config.num_pairs), "num_steps": num_steps, "num_components": K,
+      "num_pairs": int(config.num_pairs), "num_train_pairs": num_train, "num_holdout_pairs": num_holdout,
+      "num_steps": num_steps, "num_components": K,
+      "stopping_step_single": int(stop_single), "stopping_step_mixture": int(stop_mix),
       "tv_threshold": MIXTURE_TV_THRESHOLD,
       "true_weights": list(weights), "learned_weights": [float(w_learned[best[j]]) for j in range(len(best))]
       if best is not None else w_learned.tolist(),
@@ -398,6 +514,10 @@ def run_pbde_misspecified(config, workdir):
       "single_tv_to_components": tv_single,
       "single_tv_to_pstar": float(grid_lib.total_variation(single, log_pstar, grid.dx)),
       "final_loss_single": float(loss_single[-1]), "final_loss_mixture": float(loss_mix[-1]),
+      # Exact expected NLL under the true pair law (π_pre × π_pre, true two-annotator probabilities); G²
+      # work, so only up to a 2¹³-point grid.
+      **(_population_nlls(grid, log_pre, comps, weights, logq_of(p_single), p_single["mixture_logits"],
+                          logq_of(p_mix), p_mix["mixture_logits"]) if int(config.grid_size) <= 2**13 else {}),
       "heatmap_max_abs_error_single": float(np.max(np.abs(np.asarray(heat_single - heat_true))[mask])),
       "heatmap_max_abs_error_mixture": float(np.max(np.abs(np.asarray(heat_mix - heat_true))[mask])),
   }
@@ -409,13 +529,25 @@ def run_pbde_misspecified(config, workdir):
   wd.write_arrays({"x": grid.x, "log_components": comps, "single__log_density": single,
                    "mixture__log_components": matched, "mixture__weights": w_learned,
                    "heatmap_x": grid.x[sub], "heatmap__true": heat_true, "heatmap__single": heat_single,
-                   "heatmap__mixture": heat_mix, "steps": steps, "single__loss": loss_single[0] if
-                   loss_single.ndim > 1 else loss_single, "mixture__loss": loss_mix})
+                   "heatmap__mixture": heat_mix, "steps": steps, "single__loss": loss_single,
+                   "mixture__loss": loss_mix, "single__heldout_nll": held_single,
+                   "mixture__heldout_nll": held_mix})
   wd.write_summary(summary)
   if config.figure:
     _misspecified_figure(wd.file("figure.png"), grid.x, comps, single, matched, weights, w_learned, best,
                          grid.x[sub], (heat_true, heat_single, heat_mix))
   return summary
+
+
+def _population_nlls(grid, log_pre, comps, weights, logq_single, logits_single, logq_mix, logits_mix):
+  mass = jnp.exp(log_pre) * grid_lib.trapezoid_weights(log_pre.shape[0], grid.dx)
+  mass = mass / jnp.sum(mass)
+  f = jax.jit(population_mixture_nll)
+  truth = float(f(comps, jnp.log(jnp.asarray(weights, comps.dtype)), comps, weights, mass))
+  single = float(f(logq_single, logits_single, comps, weights, mass))
+  mixture = float(f(logq_mix, logits_mix, comps, weights, mass))
+  return {"population_nll_truth": truth, "population_nll_single": single, "population_nll_mixture": mixture,
+          "population_excess_nll_single": single - truth, "population_excess_nll_mixture": mixture - truth}
 
 
 def _misspecified_figure(path, x, comps, single, matched, weights, w_learned, best, hx, heats):

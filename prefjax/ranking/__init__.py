@@ -6,6 +6,8 @@ THEORY.md §7. Typical use:
   fit = ranking.fit_bradley_terry(battles)                 # centred natural-log scores
   ci = ranking.bootstrap_bradley_terry(key, battles, 200)  # percentile intervals
   ratings = ranking.elo_scale(fit.scores)                  # Chatbot Arena's 400/ln 10 · s + 1000
+
+Rating-based (RbRL, 2307.16348) class likelihoods for absolute ratings: `prefjax.ranking.ratings`.
 """
 
 from prefjax.ranking.aggregate import borda_count
@@ -52,3 +54,8 @@ from prefjax.ranking.models import rankings_to_counts
 from prefjax.ranking.models import rao_kupper_nll
 from prefjax.ranking.models import thurstone_nll
 from prefjax.ranking.models import TIE_MODELS
+from prefjax.ranking.ratings import fit_rbrl
+from prefjax.ranking.ratings import load_ratings
+from prefjax.ranking.ratings import Ratings
+from prefjax.ranking.ratings import ratings_from_records
+from prefjax.ranking.ratings import rbrl_loss

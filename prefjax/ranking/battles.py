@@ -168,12 +168,12 @@ def battles_from_records(records, *, model_names=None, source="records"):
       model_names=model_names)
 
 
-def _csv_records(path):
+def _csv_records(path, required=REQUIRED_FIELDS):
   with open(path, newline="", encoding="utf-8") as f:
     reader = csv.DictReader(f)
     if reader.fieldnames is None:
-      raise PrefjaxError(f"{path}: empty CSV file (expected a header with {list(REQUIRED_FIELDS)})")
-    missing = [c for c in REQUIRED_FIELDS if c not in [h.strip() for h in reader.fieldnames]]
+      raise PrefjaxError(f"{path}: empty CSV file (expected a header with {list(required)})")
+    missing = [c for c in required if c not in [h.strip() for h in reader.fieldnames]]
     if missing:
       raise PrefjaxError(f"{path} line 1: header lacks columns {missing} (has {reader.fieldnames})")
     for row in reader:
@@ -181,7 +181,8 @@ def _csv_records(path):
       yield f"{path} line {reader.line_num}", row
 
 
-def _jsonl_records(path):
+def _jsonl_records(path, required=REQUIRED_FIELDS):
+  del required  # Checked per record by the caller.
   with open(path, encoding="utf-8") as f:
     for line_num, line in enumerate(f, start=1):
       if not line.strip():
@@ -193,19 +194,20 @@ def _jsonl_records(path):
       yield f"{path} line {line_num}", record
 
 
-def _json_records(path):
+def _json_records(path, required=REQUIRED_FIELDS):
+  del required  # Checked per record by the caller.
   with open(path, encoding="utf-8") as f:
     try:
       data = json.load(f)
     except json.JSONDecodeError as e:
       raise PrefjaxError(f"{path} line {e.lineno}: malformed JSON ({e.msg})") from None
   if not isinstance(data, list):
-    raise PrefjaxError(f"{path}: a .json battles file must hold a list of records")
+    raise PrefjaxError(f"{path}: a .json file must hold a list of records")
   for i, record in enumerate(data):
     yield f"{path} record {i}", record
 
 
-# File suffix → record reader.
+# File suffix → record reader `reader(path, required_fields)` yielding `(where, record)` pairs.
 READERS = {".csv": _csv_records, ".jsonl": _jsonl_records, ".json": _json_records}
 
 
