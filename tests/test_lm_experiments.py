@@ -83,3 +83,79 @@ def test_lm_dpo_notebook_runs_quick(tmp_path):
   NotebookClient(nb, timeout=900, kernel_name="python3",
                  resources={"metadata": {"path": os.path.join(ROOT, "colab")}}).execute()
   assert os.path.exists(tmp_path / "run" / "lm_curves.png")
+
+
+def _tiny_checkpoint(path, style, vocab_size=259, max_len=64):
+  """A random tiny GPT-2 / Llama written by prefjax's own exporter (no torch needed)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from prefjax.lm import hf_import  # pylint: disable=g-import-not-at-top
+  from prefjax.lm import model as lm_model  # pylint: disable=g-import-not-at-top
+  config = lm_model.TransformerConfig(
+      vocab_size=vocab_size, d_model=16, num_layers=1, num_heads=2, d_ff=32, max_len=max_len,
+      style=style, num_kv_heads=1 if style == "llama" else None, tie_embeddings=style == "gpt2")
+  hf_import.export_hf(str(path), config, lm_model.init_params(config, jax.random.key(0)))
+  return config
+
+
+def _prefs(path):
+  rows = [{"prompt": f"Q{i}: pick one", "chosen": f" yes {i}", "rejected": f" no no {i}"}
+          for i in range(6)]
+  rows.append({"prompt": [{"role": "user", "content": "hi"}],
+               "chosen": [{"role": "assistant", "content": "hello"}],
+               "rejected": [{"role": "assistant", "content": "go"}]})
+  rows.append({"prompt": "same", "chosen": " a", "rejected": " a"})  # chosen == rejected: dropped
+  with open(path, "w", encoding="utf-8") as f:
+    f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("style", ["gpt2", "llama"])
+def test_lm_pretrained_end_to_end(tmp_path, style):
+  """lm_pretrained (quick) from a local checkpoint written by `hf_import.export_hf` and a JSONL file runs to
+  completion through the runner: loss log 2 and rewards 0 at the first step (policy = reference), the data
+  report counts the dropped row, checkpoints and summary.json are written, and a rerun resumes."""
+  _tiny_checkpoint(tmp_path / "model", style)
+  _prefs(tmp_path / "prefs.jsonl")
+  config = lm_pretrained.get_config("quick")
+  config.model_dir = str(tmp_path / "model")
+  config.train_path = str(tmp_path / "prefs.jsonl")
+  config.tokenizer = "byte"
+  config.max_length = 64
+  config.num_steps = 2
+  config.log_every = 1
+  config.learning_rate = 1e-3
+  config.warmup_steps = 0
+  workdir = tmp_path / "run"
+  run = runners.get_runner(config.experiment)
+  summary = run(config, str(workdir))
+  saved = json.load(open(workdir / "summary.json"))
+  assert saved["model"] == style and saved["data"]["kept"] == 7
+  assert sum(saved["data"]["dropped"].values()) == 1
+  records = [json.loads(l) for l in open(workdir / "sigmoid" / "metrics.jsonl")]
+  assert [r["step"] for r in records] == [1, 2]
+  assert records[0]["loss"] == pytest.approx(np.log(2.0), abs=1e-6)
+  # The cached reference log-probs come from another compiled program than the step's policy forward, so
+  # they agree to float32 rounding of a sum of ~60 token log-probs, not bitwise (seen: 9.5e-8).
+  for side in ("chosen", "rejected"):
+    tol = config.beta * abs(records[0][f"logps/{side}"]) * 64 * np.finfo(np.float32).eps
+    assert abs(records[0][f"rewards/{side}"]) <= tol, (side, records[0])
+  assert np.isfinite(records[1]["loss"]) and records[1]["loss"] != records[0]["loss"]
+  assert summary["objectives"]["sigmoid"]["step"] == 2
+  assert summary["objectives"]["sigmoid"]["resumed_from"] is None
+  assert os.path.exists(workdir / "sigmoid" / "checkpoints")
+  again = run(config, str(workdir))  # a rerun resumes from the final checkpoint: nothing left to train
+  assert again["objectives"]["sigmoid"]["resumed_from"] == 2
+  assert again["objectives"]["sigmoid"]["loss"] == records[1]["loss"]
+  assert [json.loads(l)["step"] for l in open(workdir / "sigmoid" / "metrics.jsonl")] == [1, 2]
+
+
+def test_lm_pretrained_rejects_a_tokenizer_larger_than_the_model(tmp_path):
+  _tiny_checkpoint(tmp_path / "model", "gpt2", vocab_size=100)
+  _prefs(tmp_path / "prefs.jsonl")
+  config = lm_pretrained.get_config("quick")
+  config.model_dir = str(tmp_path / "model")
+  config.train_path = str(tmp_path / "prefs.jsonl")
+  config.tokenizer = "byte"
+  config.max_length = 64
+  with pytest.raises(PrefjaxError, match="vocab_size is 100"):
+    lm_experiments.run_lm_offline(config, str(tmp_path / "run"))

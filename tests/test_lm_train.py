@@ -124,3 +124,23 @@ def test_config_errors_are_clear():
     tr.TrainConfig(beta=0.0)
   with pytest.raises(PrefjaxError, match="missing"):
     tr.PairArrays({"chosen_tokens_BxL": np.zeros((2, 3), np.int32)})
+
+
+def test_packed_batches_are_rejected(tmp_path):
+  """Packing (prefjax.lm.data pack_segments) needs segment-aware attention the model lacks: the trainer
+  refuses packed batches with a clear error instead of attending across pairs."""
+  from prefjax.lm import data as lm_data  # pylint: disable=g-import-not-at-top
+  rows = [{"prompt": f"p{i}", "chosen": " a", "rejected": " bb"} for i in range(8)]
+  ds = lm_data.PreferenceDataset.from_rows(rows, max_length=24)
+
+  class Packed:
+
+    def iterator(self, batch_size, seed=0, state=None):
+      return ds.iterator(batch_size, seed=seed, state=state, pack_segments=2)
+
+  config = lm_model.TransformerConfig(vocab_size=259, d_model=8, num_layers=1, num_heads=2, d_ff=16,
+                                      max_len=24, style="gpt2")
+  params = nn.unbox(lm_model.init_params(config, jax.random.key(0)))
+  cfg = tr.TrainConfig(batch_size=2, num_steps=1)
+  with pytest.raises(PrefjaxError, match="segment-aware attention"):
+    tr.train(config, cfg, Packed(), str(tmp_path), init_params=params, verbose=False)

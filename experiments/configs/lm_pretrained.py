@@ -11,6 +11,14 @@ its tokenizer.json (used unless `tokenizer` is set; "byte" for the byte-level to
 `objective` trains from the pretrained weights into `<workdir>/<objective>/` and resumes from its latest
 checkpoint when rerun (e.g. after preemption; SIGTERM saves a checkpoint first).
 
+Smoke test on this CPU (a tiny random GPT-2 or Llama written by `transformers` save_pretrained, or by
+`prefjax.lm.hf_import.export_hf` as tests/test_lm_experiments.py does, plus a tokenizer.json and a 13-row
+JSONL; about 1-2 minutes on the loaded 2-core machine, mostly compilation):
+  python -m experiments.main --config=experiments/configs/lm_pretrained.py:quick --workdir=/tmp/lm_pre \
+      --config.model_dir=/tmp/tiny_gpt2 --config.train_path=/tmp/prefs.jsonl --config.num_steps=4
+(`--config.tokenizer=byte` when the directory has no tokenizer.json; the model's vocabulary must then
+have at least 259 ids.) Step 1 logs loss = log 2 and rewards = 0 exactly (policy = reference).
+
 Runtime: depends on the model; on an H100 a 350M model at sequence length 1 024 runs well under a second
 per 16-pair step in bf16. `:quick` shrinks the run (16 steps) for a smoke test on a tiny local checkpoint.
 

@@ -23,7 +23,8 @@ uninterrupted run would have produced. `dataset.batches(B)` visits every example
 
 Packing (optional, pairwise only): `dataset.iterator(B, pack_segments=S)` puts up to S pairs in each
 row and adds `*_segment_ids_BxL`, `*_positions_BxL` and `num_pairs_B` (see `PackedBatchIterator`;
-it needs segment-aware attention in the model, which `prefjax.lm.model` does not have yet).
+it needs segment-aware attention in the model, which `prefjax.lm.model` does not have yet, so
+`prefjax.lm.train` rejects packed batches with a PrefjaxError rather than train on them wrongly).
 
 Rows and formatting (`PreferenceDataset.from_jsonl`):
   - `prompt` is a string or a list of chat messages {"role": str, "content": str}; `chosen`/`rejected`
@@ -635,7 +636,9 @@ class PackedBatchIterator(BatchIterator):
 
   Caveat: a model must attend only within a segment (a block-diagonal causal mask built from the
   segment ids); `prefjax.lm.model.Transformer` takes a [B, T] padding mask only, so packed batches
-  need that model extension before training on them.
+  need that model extension before training on them: until then `prefjax.lm.train` raises a
+  PrefjaxError when a batch carries segment ids (it would otherwise attend across pairs and score
+  each row as one pair).
   """
 
   def __init__(self, dataset, batch_size, *, seed=0, shuffle=True, num_epochs=None, max_segments=4):

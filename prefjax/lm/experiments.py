@@ -7,7 +7,9 @@
   registered names) from π_ref with exact oracle evaluation (reward, win rate against π_ref, KL(π ‖ π_ref))
   every `eval_every` steps, and compares with the closed-form ΨPO optima (DPO: Ψ = logit, IPO: identity).
 - `config.task = "jsonl"` (experiments/configs/lm_pretrained.py): a local Hugging Face checkpoint and
-  preference JSONL; uses `prefjax.lm.data.PreferenceDataset` and `prefjax.lm.hf_import.import_hf`.
+  preference JSONL; uses `prefjax.lm.data.PreferenceDataset` and `prefjax.lm.hf_import.import_hf`;
+  summary.json holds the model style, the data report (kept / dropped by reason / truncated rows) and
+  each objective's last logged metrics.
 
 Workdir:
 - config.json; metrics.jsonl (every logged step of every objective, with an "objective" field; TRL's
@@ -157,13 +159,21 @@ def _run_jsonl(config, workdir):
   dataset = lm_data.PreferenceDataset.from_jsonl(
       config.train_path, tokenizer=config.tokenizer or config.model_dir,
       max_length=int(config.max_length))
-  summary = {"name": config.name, "task": "jsonl", "objectives": {}}
+  lm_data.check_vocab(dataset.tokenizer, model_config.vocab_size)  # else ids would be clamped silently
+  report = dataset.report.to_dict()
+  print(f"data: {dataset.report}", flush=True)
+  summary = {"name": config.name, "task": "jsonl", "model": model_config.style,
+             "data": report, "objectives": {}}
   for name in _objectives(config):
+    print(f"== {name} ==", flush=True)
     result = lm_train.train(model_config, _train_config(config, name), dataset,
                             os.path.join(wd.path, name), init_params=params, mesh=_mesh(config),
                             extra_config={"objective": name})
-    last = [r for r in result.history if "loss" in r]
-    summary["objectives"][name] = last[-1] if last else {}
+    # From the objective's metrics.jsonl, so a rerun of a finished run (resumed, nothing left to do) still
+    # reports its last logged step.
+    records = _read_jsonl(os.path.join(wd.path, name, "metrics.jsonl"))
+    last = [r for r in records if "loss" in r]
+    summary["objectives"][name] = {**(last[-1] if last else {}), "resumed_from": result.resumed_from}
   summary["seconds"] = time.time() - t0
   wd.write_summary(summary)
   return summary

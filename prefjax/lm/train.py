@@ -9,9 +9,12 @@ Per step the objective sees summed (or token-mean, `TrainConfig.reduction`) sequ
 policy and of the reference for the chosen and rejected responses (`prefjax.lm.logprobs.policy_logps`,
 the one place with the target shift and the masks) and returns per-example losses (`prefjax.objectives
 .pairwise_loss_and_metrics`); the batch loss is their mean. Reference log-probs are either computed live
-(a forward pass of the frozen reference in the step) or precomputed once by the same compiled function and
-cached in the workdir (`reference_logps.npz`, keyed by a hash of each pair's tokens and masks), so at step 0
-with policy = reference the rewards are exactly 0 and the sigmoid loss is exactly log 2.
+(a forward pass of the frozen reference in the step) or precomputed once and cached in the workdir
+(`reference_logps.npz`, keyed by a hash of each pair's tokens and masks). At step 0 with policy = reference
+the rewards are 0 and the sigmoid loss is log 2: exactly when the policy's and the reference's log-probs come
+out of the same XLA computation (tests/test_lm_train.py checks this bit for bit); the cached reference comes
+from a separately compiled program, whose float32 rounding can differ by a few ulps of the summed log-prob on
+some models (measured: a reward of −9.5e-8 on a tiny exported Llama).
 
 Metrics (metrics.jsonl, THEORY.md §9, TRL's names): loss, rewards/chosen, rewards/rejected,
 rewards/margins, rewards/accuracies (rewards = β (log π − log π_ref), summed log-probs), logps/chosen,
@@ -206,6 +209,14 @@ def _check_batch(batch, where="batch"):
   missing = [k for k in BATCH_KEYS if k not in batch]
   if missing:
     raise PrefjaxError(f"{where} is missing {missing}; a pairwise batch has {list(BATCH_KEYS)}")
+  packed = sorted(k for k in batch if "segment_ids" in k or k == "num_pairs_B")
+  if packed:
+    # A packed row holds several pairs: the model would attend across them (it takes a [B, T] padding
+    # mask, not a block-diagonal one) and the objective would see one log-prob per row, not per pair.
+    raise PrefjaxError(
+        f"{where} is packed ({packed}): the trainer takes one pair per row. Packed batches "
+        f"(prefjax.lm.data iterator(pack_segments=S)) need segment-aware attention, which "
+        f"prefjax.lm.model.Transformer does not have; use pack_segments=0")
 
 
 def make_logps_fn(model_config, reduction="sum"):
