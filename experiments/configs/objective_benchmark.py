@@ -1,9 +1,8 @@
 r"""Every registered preference objective on one contextual preference bandit (issue 5, item 4).
 
-Command (measured 2026-11-27 with 33 objectives: 2 min 49 s of CPU time (163 s user + 6 s system), most of it
-compiling the one XLA program; 14 min 19 s wall on the 2-core machine shared with other jobs at load ~21, where
-the run got 19% of a core; on an idle 2-core CPU expect roughly the CPU time, ~3 minutes (not measured: no idle
-machine was available); `:quick` takes seconds of CPU):
+Command (measured 2026-11-27 06:27 UTC with 33 objectives on the quiet 2-core CPU, load ≈ 1.3: 2 min 2 s wall,
+150 s user + 7 s system, most of it compiling the one XLA program; on the same machine shared with other jobs
+at load ~21 it took 14 min 19 s wall; `:quick` takes seconds of CPU):
   python -m experiments.main --config=experiments/configs/objective_benchmark.py --workdir=runs/objective_benchmark
 
 Setting (`prefjax.bandit.objective_benchmark`, `prefjax.bandit.contextual`): 64 contexts × 16 candidate
