@@ -185,18 +185,8 @@ class SyntheticOracle:
                                       responses_b_BxT, mask_b_BxT))
 
 
-@jax.tree_util.register_pytree_node_class
-class RewardModelOracle:
-  """Bradley–Terry preferences of a reward model: p(a ≻ b | x) = σ(r(x, a) − r(x, b)).
-
-  `r` is `prefjax.lm.reward_model.reward` (transformer trunk + scalar head at the last real token). Both
-  responses are scored in one forward pass of batch 2B. A pytree: the parameters are its leaves, the
-  `TransformerConfig` its static metadata.
-
-  Args:
-    model_config: the reward model's `TransformerConfig`.
-    params: its parameters (`reward_model.init_reward_model`, `train_reward_model`, `load_reward_model`).
-  """
+class _ModelOracle:
+  """A transformer-backed oracle as a pytree: the parameters are its leaves, the config its static metadata."""
 
   def __init__(self, model_config, params):
     self.model_config = model_config
@@ -208,6 +198,20 @@ class RewardModelOracle:
   @classmethod
   def tree_unflatten(cls, aux, children):
     return cls(aux, children[0])
+
+
+@jax.tree_util.register_pytree_node_class
+class RewardModelOracle(_ModelOracle):
+  """Bradley–Terry preferences of a reward model: p(a ≻ b | x) = σ(r(x, a) − r(x, b)).
+
+  `r` is `prefjax.lm.reward_model.reward` (transformer trunk + scalar head at the last real token). Both
+  responses are scored in one forward pass of batch 2B. A pytree: the parameters are its leaves, the
+  `TransformerConfig` its static metadata.
+
+  Args:
+    model_config: the reward model's `TransformerConfig`.
+    params: its parameters (`reward_model.init_reward_model`, `train_reward_model`, `load_reward_model`).
+  """
 
   def rewards(self, prompt_tokens_BxP, prompt_mask_BxP, responses_a_BxT, mask_a_BxT, responses_b_BxT,
               mask_b_BxT):
@@ -229,7 +233,7 @@ class RewardModelOracle:
 
 
 @jax.tree_util.register_pytree_node_class
-class PairwiseModelOracle:
+class PairwiseModelOracle(_ModelOracle):
   """A pairwise preference model reading both responses, antisymmetrised: p = σ(f(x, a, b) − f(x, b, a)).
 
   `f` is `prefjax.lm.reward_model.pairwise_score` on `[prompt, a, SEP, b]`; the log-odds
@@ -240,17 +244,6 @@ class PairwiseModelOracle:
     model_config: the pairwise model's `TransformerConfig` (`reward_model.pairwise_config`).
     params: its parameters.
   """
-
-  def __init__(self, model_config, params):
-    self.model_config = model_config
-    self.params = params
-
-  def tree_flatten(self):
-    return (self.params,), self.model_config
-
-  @classmethod
-  def tree_unflatten(cls, aux, children):
-    return cls(aux, children[0])
 
   def logits(self, prompt_tokens_BxP, prompt_mask_BxP, responses_a_BxT, mask_a_BxT, responses_b_BxT,
              mask_b_BxT):
