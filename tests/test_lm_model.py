@@ -338,3 +338,95 @@ def test_flops_per_token_against_xla(style):
   assert lm.flops_per_token(cfg, 64) == 3 * lm.flops_per_token(cfg, 64, training=False)
   with pytest.raises(PrefjaxError, match="seq_len"):
     lm.flops_per_token(cfg, 0)
+
+
+def _pack(seqs, rows, length):
+  """Packs `seqs` (lists of (tokens, prompt_len)) into rows: tokens, attention mask, loss mask,
+  segment ids (1.. per row, 0 on padding) and per-segment positions, all [len(rows), length]."""
+  out = {k: np.zeros((len(rows), length), np.int32)
+         for k in ("tokens", "attention", "loss", "segments", "positions")}
+  for b, row in enumerate(rows):
+    start = 0
+    for seg, i in enumerate(row, start=1):
+      toks, n_prompt = seqs[i]
+      end = start + len(toks)
+      out["tokens"][b, start:end] = toks
+      out["attention"][b, start:end] = 1
+      out["loss"][b, start + n_prompt:end] = 1
+      out["segments"][b, start:end] = seg
+      out["positions"][b, start:end] = np.arange(len(toks))
+      start = end
+  return out
+
+
+@pytest.mark.parametrize("style", ["llama", "gpt2"])
+def test_packed_segments_match_separate_sequences(style):
+  """A packed row scores each of its sequences as if it ran alone (per token and per segment)."""
+  _, params, model, _ = _setup(style)
+  length = 14
+  rng = np.random.default_rng(11)
+  # (tokens, prompt length) of three sequences; rows: [a, b, padding] and [b, a, c] (full).
+  seqs = [(rng.integers(0, V, n), p) for n, p in ((5, 2), (6, 3), (3, 1))]
+  rows = [[0, 1], [1, 0, 2]]
+  packed = _pack(seqs, rows, length)
+  alone = _pack(seqs, [[0], [1], [2]], length)  # each sequence alone, right-padded
+  num_segments = 3
+
+  @jax.jit
+  def run(params, packed, alone):
+    kw = dict(attention_mask_BxT=packed["attention"])
+    segmented = model.apply(params, packed["tokens"], positions_BxT=packed["positions"],
+                            segment_ids_BxT=packed["segments"], **kw)
+    default_positions = model.apply(params, packed["tokens"], segment_ids_BxT=packed["segments"],
+                                    **kw)
+    unsegmented = model.apply(params, packed["tokens"], positions_BxT=packed["positions"], **kw)
+    reference = model.apply(params, alone["tokens"], attention_mask_BxT=alone["attention"])
+    per_segment = [logprobs.policy_segment_logps(
+        model.apply, params, packed["tokens"], packed["loss"], packed["segments"],
+        packed["positions"], num_segments, packed["attention"], reduction=r)
+                   for r in ("sum", "mean")]
+    per_sequence = [logprobs.sequence_logps(reference, alone["tokens"], alone["loss"], reduction=r)
+                    for r in ("sum", "mean")]
+    return segmented, default_positions, unsegmented, reference, per_segment, per_sequence
+
+  segmented, default_positions, unsegmented, reference, per_segment, per_sequence = run(
+      params, jax.tree.map(jnp.asarray, packed), jax.tree.map(jnp.asarray, alone))
+  _assert_logits_close(default_positions, segmented)
+  seg_logp = np.asarray(logprobs.token_logps(segmented, packed["tokens"]))
+  ref_logp = np.asarray(logprobs.token_logps(reference, alone["tokens"]))
+  for b, row in enumerate(rows):
+    start = 0
+    for seg, i in enumerate(row):
+      n = len(seqs[i][0])
+      _assert_logits_close(segmented[b, start:start + n], reference[i, :n])
+      # Token log-probs agree except at each segment's first token (predicted across the boundary).
+      np.testing.assert_allclose(seg_logp[b, start + 1:start + n], ref_logp[i, 1:n], atol=1e-5)
+      for got, want in zip(per_segment, per_sequence):
+        np.testing.assert_allclose(got.logps[b, seg], want.logps[i], rtol=1e-5, atol=1e-6)
+        assert int(got.counts[b, seg]) == int(want.counts[i]) == n - seqs[i][1]
+      if seg:  # Sanity: without segment ids, a later segment attends to the earlier ones.
+        diff = np.abs(np.asarray(unsegmented[b, start:start + n] - reference[i, :n]))
+        assert diff.max() > 1e-2
+      start += n
+    for got in per_segment:  # absent segment slots are 0
+      np.testing.assert_array_equal(got.logps[b, len(row):], 0.0)
+      np.testing.assert_array_equal(got.counts[b, len(row):], 0)
+
+
+def test_segment_ids_errors():
+  cfg, params, model, _ = _setup("llama")
+  tokens = jnp.zeros((1, 4), jnp.int32)
+  seg = jnp.asarray([[1, 1, 2, 2]])
+  with pytest.raises(PrefjaxError, match="without a cache"):
+    model.apply(params, tokens, segment_ids_BxT=seg, cache=lm.init_cache(cfg, 1, 8))
+  with pytest.raises(PrefjaxError, match="segment_ids shape"):
+    model.apply(params, tokens, segment_ids_BxT=seg[:, :3])
+  with pytest.raises(PrefjaxError, match="segment_ids must be integers"):
+    model.apply(params, tokens, segment_ids_BxT=seg.astype(jnp.float32))
+  logp = jnp.zeros((1, 4))
+  with pytest.raises(PrefjaxError, match="another segment"):
+    logprobs.segment_logps(logp, jnp.asarray([[0, 1, 1, 1]]), seg, 2)
+  with pytest.raises(PrefjaxError, match="not in"):
+    logprobs.segment_logps(logp, jnp.asarray([[0, 1, 0, 1]]), seg, 1)
+  with pytest.raises(PrefjaxError, match="max_segments"):
+    logprobs.segment_logps(logp, jnp.asarray([[0, 1, 0, 1]]), seg, 0)

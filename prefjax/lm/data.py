@@ -22,9 +22,11 @@ uninterrupted run would have produced. `dataset.batches(B)` visits every example
 (evaluation). `dataset.report` (`DataReport`, `.to_dict()`) says what was kept, dropped and truncated.
 
 Packing (optional, pairwise only): `dataset.iterator(B, pack_segments=S)` puts up to S pairs in each
-row and adds `*_segment_ids_BxL`, `*_positions_BxL` and `num_pairs_B` (see `PackedBatchIterator`;
-it needs segment-aware attention in the model, which `prefjax.lm.model` does not have yet, so
-`prefjax.lm.train` rejects packed batches with a PrefjaxError rather than train on them wrongly).
+row and adds `*_segment_ids_BxL`, `*_positions_BxL` and `num_pairs_B` (see `PackedBatchIterator`).
+Scoring them needs segment-aware attention, which the model has (`Transformer(segment_ids_BxT=,
+positions_BxT=)`; per-pair log-probs: `prefjax.lm.logprobs.policy_segment_logps`, tested equal to the
+unpacked pairs); the offline trainer `prefjax.lm.train` does not average its loss per packed pair yet, so it
+rejects packed batches with a PrefjaxError rather than train on them wrongly.
 
 Rows and formatting (`PreferenceDataset.from_jsonl`):
   - `prompt` is a string or a list of chat messages {"role": str, "content": str}; `chosen`/`rejected`
@@ -634,11 +636,10 @@ class PackedBatchIterator(BatchIterator):
   token after another segment's token (each segment starts with its prompt's BOS, loss mask 0), so
   `token_logps` needs no change; per-pair log-probs are `segment_sums`.
 
-  Caveat: a model must attend only within a segment (a block-diagonal causal mask built from the
-  segment ids); `prefjax.lm.model.Transformer` takes a [B, T] padding mask only, so packed batches
-  need that model extension before training on them: until then `prefjax.lm.train` raises a
-  PrefjaxError when a batch carries segment ids (it would otherwise attend across pairs and score
-  each row as one pair).
+  A model must attend only within a segment (a block-diagonal causal mask built from the segment ids):
+  pass `segment_ids_BxT` and the positions to `prefjax.lm.model.Transformer`, or use
+  `prefjax.lm.logprobs.policy_segment_logps`, which does both and returns per-pair log-probs `[B, S]`.
+  `prefjax.lm.train` still raises a PrefjaxError when a batch carries segment ids (its loss is per row).
   """
 
   def __init__(self, dataset, batch_size, *, seed=0, shuffle=True, num_epochs=None, max_segments=4):

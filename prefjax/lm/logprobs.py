@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from prefjax.errors import PrefjaxError
+from prefjax.lm import data
 
 
 class SequenceLogps(NamedTuple):
@@ -225,3 +226,94 @@ def policy_logps(apply_fn, params, tokens_BxL, loss_mask_BxL, attention_mask_BxL
       raise PrefjaxError("policy_logps: loss_mask selects padding tokens (attention_mask is 0 there)")
   logits_BxLxV = _logits(apply_fn, params, tokens_BxL, attention_mask_BxL)
   return sequence_logps(logits_BxLxV, tokens_BxL, loss_mask_BxL, reduction=reduction)
+
+
+def segment_logps(token_logps_BxL, loss_mask_BxL, segment_ids_BxL, max_segments, *,
+                  reduction="sum"):
+  """Per-segment log-probs of packed rows (several sequences side by side in one row).
+
+  logps_{b,s} = Σ_t m_{b,t} [seg_{b,t} = s + 1] log π(tokens_{b,t} | earlier tokens of its segment)
+  ("sum"), divided by the segment's count of scored tokens for "mean"; the sums are
+  `prefjax.lm.data.segment_sums`. The per-token log-probs must come from a segment-aware forward
+  (`Transformer(..., segment_ids_BxT=...)`, or `policy_segment_logps`), and no scored token may follow
+  a token of another segment (its prediction would come from that segment's last token): packed
+  batches from `prefjax.lm.data.PackedBatchIterator` satisfy this (each segment starts with its
+  prompt, loss mask 0).
+
+  Args:
+    token_logps_BxL: per-token log-probs (`token_logps` layout).
+    loss_mask_BxL: 1 for response tokens to score; column 0 must be 0.
+    segment_ids_BxL: int, 1..S for the sequences of a row, 0 on padding (loss mask 0 there).
+    max_segments: S, the number of segment slots per row (a Python int).
+    reduction: one of `REDUCTIONS` ("sum", "mean").
+
+  Returns:
+    `SequenceLogps(logps [B, S], counts [B, S] int32)`; absent segments give 0 and count 0.
+  """
+  fn = "segment_logps"
+  if reduction not in REDUCTIONS:
+    raise PrefjaxError(f"{fn}: unknown reduction {reduction!r}; known: {sorted(REDUCTIONS)}")
+  if not isinstance(max_segments, (int, np.integer)) or max_segments < 1:
+    raise PrefjaxError(f"{fn}: max_segments must be a positive integer, got {max_segments!r}")
+  logp_BxL = jnp.asarray(token_logps_BxL)
+  logp_BxL = logp_BxL.astype(_float_dtype(logp_BxL))
+  if logp_BxL.ndim != 2:
+    raise PrefjaxError(f"{fn}: token_logps must be [batch, length], got shape {logp_BxL.shape}")
+  seg_BxL = jnp.asarray(segment_ids_BxL)
+  if seg_BxL.shape != logp_BxL.shape:
+    raise PrefjaxError(f"{fn}: segment_ids shape {seg_BxL.shape} != token_logps shape "
+                       f"{logp_BxL.shape}")
+  if not jnp.issubdtype(seg_BxL.dtype, jnp.integer):
+    raise PrefjaxError(f"{fn}: segment_ids must be integers, got dtype {seg_BxL.dtype}")
+  mask_BxL = jnp.asarray(loss_mask_BxL)
+  if mask_BxL.shape != logp_BxL.shape:
+    raise PrefjaxError(f"{fn}: loss_mask shape {mask_BxL.shape} != token_logps shape "
+                       f"{logp_BxL.shape}")
+  if _is_concrete(mask_BxL, seg_BxL) and mask_BxL.size:
+    m, sg = np.asarray(mask_BxL), np.asarray(seg_BxL)
+    if not np.all((m == 0) | (m == 1)):
+      raise PrefjaxError(f"{fn}: loss_mask must contain only 0/1 (or booleans)")
+    if m[:, 0].any():
+      raise PrefjaxError(f"{fn}: loss_mask[:, 0] must be 0: the first token has no prediction")
+    if np.any((m != 0) & ((sg < 1) | (sg > max_segments))):
+      raise PrefjaxError(f"{fn}: loss_mask selects tokens whose segment id is not in "
+                         f"1..max_segments={max_segments}")
+    cross = (m[:, 1:] != 0) & (sg[:, 1:] != sg[:, :-1])
+    if cross.any():
+      b, t = np.argwhere(cross)[0]
+      raise PrefjaxError(f"{fn}: loss_mask scores token {t + 1} of row {b}, which follows a token "
+                         f"of another segment (each segment must start with an unscored prompt)")
+  mask_BxL = mask_BxL.astype(jnp.bool_).at[:, 0].set(False)
+  sums_BxS = data.segment_sums(jnp.where(mask_BxL, logp_BxL, 0.0), mask_BxL.astype(logp_BxL.dtype),
+                               seg_BxL, max_segments)
+  counts_BxS = data.segment_sums(mask_BxL.astype(jnp.int32), mask_BxL.astype(jnp.int32), seg_BxL,
+                                 max_segments).astype(jnp.int32)
+  return SequenceLogps(REDUCTIONS[reduction](sums_BxS, counts_BxS), counts_BxS)
+
+
+def policy_segment_logps(apply_fn, params, tokens_BxL, loss_mask_BxL, segment_ids_BxL,
+                         positions_BxL, max_segments, attention_mask_BxL=None, *, reduction="sum"):
+  """Per-segment log-probs of a model on packed rows: a segment-aware forward, then `segment_logps`.
+
+  Args:
+    apply_fn: `Transformer(config).apply` or any function `(params, tokens_BxL, attention_mask_BxT=,
+      positions_BxT=, segment_ids_BxT=) -> logits_BxLxV`.
+    params: the model's variables.
+    tokens_BxL: packed token ids (`PackedBatchIterator`'s `*_tokens_BxL`).
+    loss_mask_BxL: 1 for response tokens (see `segment_logps`).
+    segment_ids_BxL: 1..S per sequence of a row, 0 on padding.
+    positions_BxL: per-segment positions (restarting at 0 in each segment).
+    max_segments: S.
+    attention_mask_BxL: optional, 1 for real tokens; default: segment id > 0.
+    reduction: "sum" or "mean".
+
+  Returns:
+    `SequenceLogps(logps [B, S], counts [B, S] int32)`.
+  """
+  if attention_mask_BxL is None:
+    attention_mask_BxL = jnp.asarray(segment_ids_BxL) > 0
+  logits_BxLxV = apply_fn(params, tokens_BxL, attention_mask_BxT=attention_mask_BxL,
+                          positions_BxT=positions_BxL, segment_ids_BxT=segment_ids_BxL)
+  logp_BxL = token_logps(logits_BxLxV, tokens_BxL)
+  return segment_logps(logp_BxL, loss_mask_BxL, segment_ids_BxL, max_segments,
+                       reduction=reduction)

@@ -1,7 +1,8 @@
 """Decoder-only transformer policy (Llama or GPT-2 style) with a functional KV cache.
 
 One Flax linen module, `Transformer`, serves training (full causal forward over `[B, L]` tokens, with an
-optional padding mask) and generation (the same forward over `[B, T]` new tokens plus an explicit cache
+optional padding mask and, for packed rows of several sequences, optional segment ids that make the
+causal mask block-diagonal) and generation (the same forward over `[B, T]` new tokens plus an explicit cache
 pytree from `init_cache`, returning the logits and the updated cache).
 
 Styles (`TransformerConfig.style`, a dict registry):
@@ -419,7 +420,7 @@ class Transformer(nn.Module):
 
   @nn.compact
   def __call__(self, tokens_BxT, *, attention_mask_BxT=None, positions_BxT=None, cache=None,
-               return_hidden=False):
+               return_hidden=False, segment_ids_BxT=None):
     """Runs the model.
 
     Args:
@@ -431,6 +432,13 @@ class Transformer(nn.Module):
       cache: optional `KVCache` from `init_cache` (or a previous call).
       return_hidden: also return the final hidden states `hidden_BxTxD` (after the final norm, the
         unembedding's input; compute dtype), e.g. for a reward head. Off by default.
+      segment_ids_BxT: optional int segment ids of a packed row (several sequences side by side, e.g.
+        `prefjax.lm.data.PackedBatchIterator`'s `*_segment_ids_BxL`): a token attends only to earlier
+        real tokens with the same id, i.e. mask[b, t, s] = (s <= t & real[b, s] & seg[b, s] =
+        seg[b, t]) | s = t, a block-diagonal causal mask. Pass each segment's own positions in
+        `positions_BxT` (restarting at 0 per segment; the iterator's `*_positions_BxL`); if omitted they
+        are the count of earlier real tokens of the same segment. Cache-less calls only (a
+        PrefjaxError with a cache). Default None: one sequence per row.
 
     Returns:
       `logits_BxTxV` float32, or `(logits_BxTxV, new_cache)` when `cache` is given; with `return_hidden`,
@@ -440,6 +448,7 @@ class Transformer(nn.Module):
     style = cfg.style_spec
     tokens_BxT, mask_BxT = _check_inputs(cfg, tokens_BxT, attention_mask_BxT, positions_BxT, cache)
     b, t = tokens_BxT.shape
+    segment_ids_BxT = _check_segment_ids(segment_ids_BxT, (b, t), cache)
 
     if cache is None:
       index = 0
@@ -451,14 +460,21 @@ class Transformer(nn.Module):
       offset_B = jnp.sum(cache.valid_BxS, axis=1, dtype=jnp.int32)
       valid_BxS = jax.lax.dynamic_update_slice(cache.valid_BxS, mask_BxT, (0, index))
       q_slot_T = index + jnp.arange(t)
-    if positions_BxT is None:
-      positions_BxT = positions_from_mask(mask_BxT, offset_B)
-    positions_BxT = jnp.asarray(positions_BxT, jnp.int32)
     k_slot_S = jnp.arange(valid_BxS.shape[1])
     causal_TxS = k_slot_S[None, :] <= q_slot_T[:, None]
     # A padding query attends only to itself, so no row of the softmax is empty.
     self_TxS = k_slot_S[None, :] == q_slot_T[:, None]
-    mask_BxTxS = (causal_TxS[None] & valid_BxS[:, None, :]) | self_TxS[None]
+    if segment_ids_BxT is None:
+      mask_BxTxS = (causal_TxS[None] & valid_BxS[:, None, :]) | self_TxS[None]
+      if positions_BxT is None:
+        positions_BxT = positions_from_mask(mask_BxT, offset_B)
+    else:  # cache-less: S = T
+      same_BxTxS = segment_ids_BxT[:, :, None] == segment_ids_BxT[:, None, :]
+      attend_BxTxS = causal_TxS[None] & valid_BxS[:, None, :] & same_BxTxS
+      mask_BxTxS = attend_BxTxS | self_TxS[None]
+      if positions_BxT is None:  # earlier real tokens of the same segment
+        positions_BxT = jnp.sum(attend_BxTxS & ~self_TxS[None], axis=-1, dtype=jnp.int32)
+    positions_BxT = jnp.asarray(positions_BxT, jnp.int32)
 
     embed_VxD = _param(self, "embed", _normal(cfg), (cfg.vocab_size, cfg.d_model),
                        ("vocab", "embed"))
@@ -540,6 +556,22 @@ def _check_inputs(cfg, tokens_BxT, attention_mask_BxT, positions_BxT, cache):
         raise PrefjaxError(f"Transformer: writing {t} tokens at cache index {index} overflows the "
                            f"cache of {cache.valid_BxS.shape[1]} slots")
   return tokens_BxT, mask_BxT
+
+
+def _check_segment_ids(segment_ids_BxT, shape, cache):
+  if segment_ids_BxT is None:
+    return None
+  if cache is not None:
+    raise PrefjaxError("Transformer: segment_ids_BxT (packed rows) is supported without a cache only; "
+                       "decode each sequence separately")
+  segment_ids_BxT = jnp.asarray(segment_ids_BxT)
+  if segment_ids_BxT.shape != shape:
+    raise PrefjaxError(f"Transformer: segment_ids shape {segment_ids_BxT.shape} != tokens shape "
+                       f"{shape}")
+  if not jnp.issubdtype(segment_ids_BxT.dtype, jnp.integer):
+    raise PrefjaxError(f"Transformer: segment_ids must be integers, got dtype "
+                       f"{segment_ids_BxT.dtype}")
+  return segment_ids_BxT
 
 
 def init_params(config, key):

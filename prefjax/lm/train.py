@@ -211,12 +211,14 @@ def _check_batch(batch, where="batch"):
     raise PrefjaxError(f"{where} is missing {missing}; a pairwise batch has {list(BATCH_KEYS)}")
   packed = sorted(k for k in batch if "segment_ids" in k or k == "num_pairs_B")
   if packed:
-    # A packed row holds several pairs: the model would attend across them (it takes a [B, T] padding
-    # mask, not a block-diagonal one) and the objective would see one log-prob per row, not per pair.
+    # A packed row holds several pairs. The model and the log-probs support it (segment-aware attention:
+    # `Transformer(segment_ids_BxT=)`, `logprobs.policy_segment_logps`), but this trainer's step, reference
+    # cache and loss average are per row, so it would score each row as one pair.
     raise PrefjaxError(
         f"{where} is packed ({packed}): the trainer takes one pair per row. Packed batches "
-        f"(prefjax.lm.data iterator(pack_segments=S)) need segment-aware attention, which "
-        f"prefjax.lm.model.Transformer does not have; use pack_segments=0")
+        f"(prefjax.lm.data iterator(pack_segments=S)) need segment-aware attention and per-pair losses; "
+        f"the model and prefjax.lm.logprobs.policy_segment_logps have the former, this trainer does not "
+        f"yet average per pair; use pack_segments=0")
 
 
 def make_logps_fn(model_config, reduction="sum"):
