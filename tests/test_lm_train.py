@@ -127,8 +127,8 @@ def test_config_errors_are_clear():
 
 
 def test_packed_batches_are_rejected(tmp_path):
-  """Packing (prefjax.lm.data pack_segments) needs segment-aware attention the model lacks: the trainer
-  refuses packed batches with a clear error instead of attending across pairs."""
+  """With TrainConfig.pack_segments=0 the trainer refuses packed batches (its unpacked step would score a
+  row as one pair, attending across its pairs); tests/test_lm_train_packed.py covers pack_segments > 0."""
   from prefjax.lm import data as lm_data  # pylint: disable=g-import-not-at-top
   rows = [{"prompt": f"p{i}", "chosen": " a", "rejected": " bb"} for i in range(8)]
   ds = lm_data.PreferenceDataset.from_rows(rows, max_length=24)

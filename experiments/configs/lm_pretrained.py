@@ -59,6 +59,10 @@ def get_config(arg=None):
   c.eval_every = 0
   c.checkpoint_every = 200
   c.seed = 0
+  # Pairs packed per row (0: one pair per row). S > 0 packs up to S short pairs into each max_length row
+  # (segment-aware attention, loss averaged over real pairs): fewer padding tokens per pair when pairs are
+  # much shorter than max_length; batch_size then counts rows.
+  c.pack_segments = 0
   c.figure = False
   c.model = ml_collections.ConfigDict({"dtype": "bfloat16"})  # bf16 compute, fp32 params and log-probs.
   c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})

@@ -25,8 +25,9 @@ Packing (optional, pairwise only): `dataset.iterator(B, pack_segments=S)` puts u
 row and adds `*_segment_ids_BxL`, `*_positions_BxL` and `num_pairs_B` (see `PackedBatchIterator`).
 Scoring them needs segment-aware attention, which the model has (`Transformer(segment_ids_BxT=,
 positions_BxT=)`; per-pair log-probs: `prefjax.lm.logprobs.policy_segment_logps`, tested equal to the
-unpacked pairs); the offline trainer `prefjax.lm.train` does not average its loss per packed pair yet, so it
-rejects packed batches with a PrefjaxError rather than train on them wrongly.
+unpacked pairs). The offline trainer `prefjax.lm.train` trains on packed batches when
+`TrainConfig.pack_segments = S` (its loss is averaged over the real pairs of the optimiser batch, equal to
+the unpacked loss on the same pairs); with pack_segments = 0 it rejects them with a PrefjaxError.
 
 Rows and formatting (`PreferenceDataset.from_jsonl`):
   - `prompt` is a string or a list of chat messages {"role": str, "content": str}; `chosen`/`rejected`
@@ -639,7 +640,8 @@ class PackedBatchIterator(BatchIterator):
   A model must attend only within a segment (a block-diagonal causal mask built from the segment ids):
   pass `segment_ids_BxT` and the positions to `prefjax.lm.model.Transformer`, or use
   `prefjax.lm.logprobs.policy_segment_logps`, which does both and returns per-pair log-probs `[B, S]`.
-  `prefjax.lm.train` still raises a PrefjaxError when a batch carries segment ids (its loss is per row).
+  `prefjax.lm.train` trains on these batches with `TrainConfig.pack_segments = max_segments` (per-pair
+  losses averaged over the real pairs) and raises a PrefjaxError for them when pack_segments = 0.
   """
 
   def __init__(self, dataset, batch_size, *, seed=0, shuffle=True, num_epochs=None, max_segments=4):

@@ -55,7 +55,9 @@ def _train_config(config, objective):
       grad_clip=float(config.grad_clip), weight_decay=float(config.weight_decay),
       reference=str(config.reference), log_every=int(config.log_every),
       eval_every=int(config.eval_every), checkpoint_every=int(config.checkpoint_every),
-      seed=int(config.seed))
+      seed=int(config.seed),
+      # Packed rows (prefjax.lm.data pack_segments); configs without the field train unpacked.
+      pack_segments=int(config.get("pack_segments", 0)))
 
 
 def _mesh(config):

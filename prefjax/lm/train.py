@@ -23,12 +23,31 @@ optimiser step, padding included, divided by the step's wall time), step_seconds
 second / the device's peak; PaLM's convention, `flops_per_token`, plus a forward pass per token for a live
 reference), and eval/* from the caller's evaluation function.
 
+Packed batches (`TrainConfig.pack_segments = S > 0`): the dataset's iterator is asked for rows holding up
+to S pairs each (`prefjax.lm.data.PreferenceDataset.iterator(B, pack_segments=S)`, `PackedBatchIterator`;
+`batch_size` then counts rows). The packed step runs one segment-aware forward over the concatenated
+`[2B, L]` chosen and rejected rows (`prefjax.lm.logprobs.policy_segment_logps`: block-diagonal causal
+attention, positions restarting in each segment), gets per-pair log-probs `[B, S]`, flattens them to `B·S`
+pairs with the mask s < num_pairs_B[b], and averages the objective over the real pairs of the WHOLE optimiser
+batch: loss = Σ_{real pairs} ℓ_i / N with N the number of real pairs summed over all grad-accumulation
+micro-batches (not a mean of per-micro-batch means), so a packed batch gives the same loss, metrics and
+gradient as the same pairs unpacked, up to float32 rounding (tests/test_lm_train_packed.py). Absent segments
+contribute nothing (their token counts are replaced by 1 before the objective, so a length-normalised
+objective stays finite). The cached reference is per pair, keyed by a hash of the pair's own chosen and
+rejected segments (tokens and loss mask, cut out of the row), so a pair hits the same entry whichever row and
+slot it is packed into. Batch-coupled objectives (AOT's sort) are refused with packing: absent slots would
+enter the sort. Packed batches reach only the packed step and unpacked batches only the unpacked step; the
+other way round is a PrefjaxError. tokens_per_second and mfu keep their definition (row tokens, padding
+included, 2·B·L per step; attention FLOPs counted over the whole row, as the masked kernel computes them);
+packed records add `pairs_per_step` (real pairs in the step).
+
 Bad numbers: a step whose loss or gradient norm is not finite is not applied (the state stays the last good
 one), that state is checkpointed, and training stops with `NonFiniteError`.
 """
 
 import dataclasses
 import hashlib
+import inspect
 import math
 import os
 import time
@@ -51,6 +70,8 @@ from prefjax.workdir import Workdir
 SIDES = ("chosen", "rejected")
 BATCH_KEYS = tuple(f"{side}_{kind}_BxL" for side in SIDES
                    for kind in ("tokens", "loss_mask", "attention_mask"))
+PACKED_KEYS = tuple(f"{side}_{kind}_BxL" for side in SIDES
+                    for kind in ("segment_ids", "positions")) + ("num_pairs_B",)
 REFERENCE_CACHE = "reference_logps.npz"
 CHECKPOINTS = "checkpoints"
 
@@ -84,7 +105,8 @@ class TrainConfig:
     length_normalize: the objectives' length-normalisation switch (needs token counts; given).
     divergence: f-divergence score transform.
     reduction: "sum" (DPO/IPO papers) or "mean" sequence log-probs fed to the objective.
-    batch_size: preference pairs per optimiser step (= grad_accum × micro-batch).
+    batch_size: preference pairs per optimiser step (= grad_accum × micro-batch); with
+      `pack_segments` > 0, rows per optimiser step (each holding 1..pack_segments pairs).
     grad_accum: micro-batches per optimiser step (gradients averaged; batch-coupled objectives such as
       AOT then sort within each micro-batch).
     num_steps: optimiser steps.
@@ -102,6 +124,9 @@ class TrainConfig:
     keep_checkpoints: how many checkpoints to keep.
     seed: data order and PRNG key.
     peak_flops: per-device peak FLOP/s for MFU (None: look the device up in `PEAK_FLOPS`).
+    pack_segments: 0 (one pair per row), or S >= 1: train on packed rows of up to S pairs
+      (`dataset.iterator(batch_size, seed=, pack_segments=S)`; see the module docstring). Not with
+      batch-coupled objectives.
   """
   objective: Any = "sigmoid"
   beta: float = 0.1
@@ -128,13 +153,14 @@ class TrainConfig:
   keep_checkpoints: int = 2
   seed: int = 0
   peak_flops: Optional[float] = None
+  pack_segments: int = 0
 
   def __post_init__(self):
     for name in ("batch_size", "grad_accum", "num_steps", "log_every"):
       v = getattr(self, name)
       if not isinstance(v, (int, np.integer)) or v < 1:
         raise PrefjaxError(f"TrainConfig.{name} must be a positive integer, got {v!r}")
-    for name in ("warmup_steps", "eval_every", "checkpoint_every"):
+    for name in ("warmup_steps", "eval_every", "checkpoint_every", "pack_segments"):
       v = getattr(self, name)
       if not isinstance(v, (int, np.integer)) or v < 0:
         raise PrefjaxError(f"TrainConfig.{name} must be an integer >= 0, got {v!r}")
@@ -159,6 +185,10 @@ class TrainConfig:
                              label_smoothing=self.label_smoothing, chosen_lengths=np.ones(1),
                              rejected_lengths=np.ones(1), length_normalize=self.length_normalize,
                              divergence=self.divergence)
+    if self.pack_segments and objectives.is_batch_coupled(self.objective):
+      raise PrefjaxError(f"TrainConfig.pack_segments={self.pack_segments}: objective {self.objective!r} is "
+                         f"batch-coupled (it sorts over the batch, and a packed batch's absent pair slots "
+                         f"would enter the sort); use pack_segments=0")
 
   @property
   def micro_batch(self):
@@ -205,20 +235,40 @@ def make_optimizer(cfg):
   return optax.chain(*parts), schedule
 
 
-def _check_batch(batch, where="batch"):
+def _check_batch(batch, where="batch", pack_segments=0):
+  """Raises a PrefjaxError unless `batch` has the keys (and, packed, the segment layout) the step needs.
+
+  Packed batches (with `*_segment_ids_BxL` / `num_pairs_B`) are accepted only when `pack_segments` > 0,
+  and then every batch must be packed with at most `pack_segments` pairs per row.
+  """
   missing = [k for k in BATCH_KEYS if k not in batch]
   if missing:
     raise PrefjaxError(f"{where} is missing {missing}; a pairwise batch has {list(BATCH_KEYS)}")
   packed = sorted(k for k in batch if "segment_ids" in k or k == "num_pairs_B")
-  if packed:
-    # A packed row holds several pairs. The model and the log-probs support it (segment-aware attention:
-    # `Transformer(segment_ids_BxT=)`, `logprobs.policy_segment_logps`), but this trainer's step, reference
-    # cache and loss average are per row, so it would score each row as one pair.
+  if packed and not pack_segments:
+    # The unpacked step would score each packed row as one pair, attending across its pairs.
     raise PrefjaxError(
-        f"{where} is packed ({packed}): the trainer takes one pair per row. Packed batches "
-        f"(prefjax.lm.data iterator(pack_segments=S)) need segment-aware attention and per-pair losses; "
-        f"the model and prefjax.lm.logprobs.policy_segment_logps have the former, this trainer does not "
-        f"yet average per pair; use pack_segments=0")
+        f"{where} is packed ({packed}) but TrainConfig.pack_segments=0: the unpacked step takes one pair "
+        f"per row, without segment-aware attention or per-pair losses. Set TrainConfig.pack_segments to "
+        f"the iterator's pack_segments (prefjax.lm.data iterator(pack_segments=S)) to train on packed rows")
+  if not pack_segments:
+    return
+  if not packed:
+    raise PrefjaxError(
+        f"{where} is not packed (no {list(PACKED_KEYS)}) but TrainConfig.pack_segments={pack_segments}: "
+        f"the dataset's iterator(pack_segments=) must return packed batches (prefjax.lm.data "
+        f"PreferenceDataset does), or use pack_segments=0")
+  missing = [k for k in PACKED_KEYS if k not in batch]
+  if missing:
+    raise PrefjaxError(f"{where} is missing {missing}; a packed batch has {list(BATCH_KEYS + PACKED_KEYS)}")
+  rows = np.shape(batch["chosen_tokens_BxL"])[0]
+  num_pairs = np.asarray(batch["num_pairs_B"])
+  if num_pairs.shape != (rows,):
+    raise PrefjaxError(f"{where}: num_pairs_B has shape {num_pairs.shape}, expected ({rows},)")
+  seg_max = max(int(np.max(batch[f"{side}_segment_ids_BxL"], initial=0)) for side in SIDES)
+  if num_pairs.min(initial=0) < 0 or max(int(num_pairs.max(initial=0)), seg_max) > pack_segments:
+    raise PrefjaxError(f"{where} holds up to {max(int(num_pairs.max(initial=0)), seg_max)} pairs per row "
+                       f"(num_pairs_B, segment ids) but TrainConfig.pack_segments={pack_segments}")
 
 
 def make_logps_fn(model_config, reduction="sum"):
@@ -238,6 +288,58 @@ def make_logps_fn(model_config, reduction="sum"):
     return out.logps[:b], out.logps[b:], out.counts[:b], out.counts[b:]
 
   return fn
+
+
+def make_packed_logps_fn(model_config, max_segments, reduction="sum"):
+  """`fn(params, batch) -> (chosen [B, S], rejected [B, S], chosen_counts [B, S], rejected_counts [B, S])`.
+
+  Per-pair log-probs of a packed batch (`PACKED_KEYS`): one segment-aware forward over the concatenated
+  `[2B, L]` chosen and rejected rows (`logprobs.policy_segment_logps`); absent pair slots give 0 and count 0.
+  """
+  apply_fn = lm_model.Transformer(model_config).apply
+
+  def fn(params, batch):
+    cat = lambda kind: jnp.concatenate([batch[f"chosen_{kind}_BxL"], batch[f"rejected_{kind}_BxL"]], 0)
+    out = logprobs.policy_segment_logps(
+        apply_fn, params, cat("tokens"), cat("loss_mask"), cat("segment_ids"), cat("positions"),
+        max_segments, cat("attention_mask"), reduction=reduction)
+    b = batch["chosen_tokens_BxL"].shape[0]
+    return out.logps[:b], out.logps[b:], out.counts[:b], out.counts[b:]
+
+  return fn
+
+
+def _packed_loss_fn(params, micro, ref_params, num_pairs, *, logps_fn, cfg):
+  """Σ over the micro-batch's real pairs of the objective / `num_pairs` (the whole optimiser batch's)."""
+  pw, pl, nw, nl = logps_fn(params, micro)
+  if ref_params is None:
+    rw, rl = micro["ref_chosen_logps_BxS"], micro["ref_rejected_logps_BxS"]
+  else:
+    rw, rl, _, _ = logps_fn(jax.lax.stop_gradient(ref_params), micro)
+    rw, rl = jax.lax.stop_gradient(rw), jax.lax.stop_gradient(rl)
+  s = pw.shape[1]
+  real = (jnp.arange(s)[None, :] < micro["num_pairs_B"][:, None]).reshape(-1)  # [B·S]
+  flat = lambda x: x.reshape(-1)
+  # Absent slots: log-probs 0 and count 0; a count of 1 keeps length-normalised objectives finite there
+  # (their terms are masked out of the sums below, so the value does not matter).
+  nw, nl = (jnp.where(real, flat(n), 1) for n in (nw, nl))
+  losses, m = objectives.pairwise_loss_and_metrics(
+      cfg.objective, flat(pw), flat(pl), flat(rw), flat(rl), beta=cfg.beta,
+      label_smoothing=cfg.label_smoothing, chosen_lengths=nw, rejected_lengths=nl,
+      length_normalize=cfg.length_normalize, divergence=cfg.divergence)
+  denom = jnp.maximum(num_pairs, 1).astype(losses.dtype)
+  total = lambda x: jnp.sum(jnp.where(real, x, 0.0)) / denom
+  loss = total(losses)
+  metrics = {
+      "loss": loss,
+      "rewards/chosen": total(m.rewards_chosen),
+      "rewards/rejected": total(m.rewards_rejected),
+      "rewards/margins": total(m.margins),
+      "rewards/accuracies": total(m.accuracies),
+      "logps/chosen": total(jax.lax.stop_gradient(flat(pw))),
+      "logps/rejected": total(jax.lax.stop_gradient(flat(pl))),
+  }
+  return loss, metrics
 
 
 def _loss_fn(params, micro, ref_params, *, logps_fn, cfg):
@@ -270,26 +372,54 @@ def make_train_step(model_config, cfg, *, live_reference):
   `batch` arrays have a leading micro-batch axis A = `cfg.grad_accum`; gradients and metrics are averaged
   over it. With `live_reference=False` the batch carries `ref_chosen_logps_B` / `ref_rejected_logps_B`
   and `ref_params` is ignored (pass None). A non-finite loss or gradient leaves the state unchanged.
+
+  With `cfg.pack_segments` = S > 0 the batch is packed (`PACKED_KEYS` too; precomputed reference values as
+  `ref_chosen_logps_BxS` / `ref_rejected_logps_BxS`, 0 for absent slots), and the loss, its gradient and
+  the metrics are sums over the real pairs of all A micro-batches divided by their total number
+  Σ num_pairs_B (each micro-batch contributes Σ_its pairs / total; the micro-batch sums are added, not
+  averaged).
   """
   tx, schedule = make_optimizer(cfg)
-  logps_fn = make_logps_fn(model_config, cfg.reduction)
-  grad_fn = jax.value_and_grad(
-      lambda p, micro, ref: _loss_fn(p, micro, ref, logps_fn=logps_fn, cfg=cfg), has_aux=True)
+  packed = cfg.pack_segments > 0
+  if packed:
+    logps_fn = make_packed_logps_fn(model_config, cfg.pack_segments, cfg.reduction)
+    grad_fn = jax.value_and_grad(
+        lambda p, micro, ref, n: _packed_loss_fn(p, micro, ref, n, logps_fn=logps_fn, cfg=cfg),
+        has_aux=True)
+  else:
+    logps_fn = make_logps_fn(model_config, cfg.reduction)
+    grad_fn = jax.value_and_grad(
+        lambda p, micro, ref: _loss_fn(p, micro, ref, logps_fn=logps_fn, cfg=cfg), has_aux=True)
+  ref_keys = ("ref_chosen_logps_BxS", "ref_rejected_logps_BxS") if packed else (
+      "ref_chosen_logps_B", "ref_rejected_logps_B")
 
   def step(state, batch, ref_params):
+    # Static (trace-time) checks: a packed batch must reach the packed step and vice versa.
+    is_packed = "num_pairs_B" in batch or any("segment_ids" in k for k in batch)
+    if is_packed != packed:
+      raise PrefjaxError(
+          f"train step: the batch is {'packed' if is_packed else 'not packed'} but "
+          f"TrainConfig.pack_segments={cfg.pack_segments}" + (
+              " (the unpacked step has no segment-aware attention or per-pair losses)" if is_packed
+              else "; packed batches come from prefjax.lm.data iterator(pack_segments=S)"))
+    if not live_reference and any(k not in batch for k in ref_keys):
+      raise PrefjaxError(f"train step: live_reference=False needs {list(ref_keys)} in the batch")
     ref = ref_params if live_reference else None
+    extra = (jnp.sum(batch["num_pairs_B"]),) if packed else ()
 
     def body(acc, micro):
-      (_, metrics), grads = grad_fn(state.params, micro, ref)
+      (_, metrics), grads = grad_fn(state.params, micro, ref, *extra)
       return jax.tree.map(jnp.add, acc, (grads, metrics)), None
 
     zeros = (jax.tree.map(jnp.zeros_like, state.params),
-             jax.eval_shape(lambda: grad_fn(state.params, jax.tree.map(lambda x: x[0], batch), ref)[0][1]))
+             jax.eval_shape(lambda: grad_fn(state.params, jax.tree.map(lambda x: x[0], batch), ref,
+                                            *extra)[0][1]))
     zeros = (zeros[0], jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zeros[1]))
     (grads, metrics), _ = jax.lax.scan(body, zeros, batch)
-    a = cfg.grad_accum
-    grads = jax.tree.map(lambda g: g / a, grads)
-    metrics = jax.tree.map(lambda m: m / a, metrics)
+    if not packed:  # packed micro-batch terms are already divided by the whole batch's pair count
+      a = cfg.grad_accum
+      grads = jax.tree.map(lambda g: g / a, grads)
+      metrics = jax.tree.map(lambda m: m / a, metrics)
     grad_norm = optax.tree.norm(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -377,8 +507,50 @@ def pair_keys(batch):
   return [hashlib.blake2b(r.tobytes(), digest_size=16).hexdigest() for r in rows]
 
 
+_PACKED_TAG = b"prefjax packed pair v1"
+
+
+def packed_pair_keys(batch):
+  """Per row, the content hashes (hex) of its real pairs in a packed batch: the cache keys.
+
+  Pair s of row b hashes its own chosen and rejected segments (the tokens and loss mask where
+  `*_segment_ids_BxL[b] == s + 1`, cut out of the row, with their lengths and a tag that keeps these keys
+  apart from the unpacked `pair_keys`), so it gets the same key whichever row and slot it is packed into.
+
+  Returns:
+    a list of B lists; row b's has `num_pairs_B[b]` keys.
+  """
+  num_pairs = np.asarray(batch["num_pairs_B"])
+  arrays = {k: np.asarray(batch[f"{side}_{k2}_BxL"]) for side in SIDES
+            for k, k2 in ((f"{side}_t", "tokens"), (f"{side}_m", "loss_mask"), (f"{side}_s", "segment_ids"))}
+  out = []
+  for b, n in enumerate(num_pairs):
+    row = []
+    for seg in range(1, int(n) + 1):
+      parts = []
+      for side in SIDES:
+        sel = arrays[f"{side}_s"][b] == seg
+        parts.append((arrays[f"{side}_t"][b, sel].astype(np.int32),
+                      arrays[f"{side}_m"][b, sel].astype(np.int32)))
+      header = np.array([len(parts[0][0]), len(parts[1][0])], np.int64)
+      h = hashlib.blake2b(_PACKED_TAG + header.tobytes(), digest_size=16)
+      for tokens, mask in parts:
+        h.update(tokens.tobytes())
+        h.update(mask.tobytes())
+      row.append(h.hexdigest())
+    out.append(row)
+  return out
+
+
 class ReferenceCache:
-  """Reference log-probs by pair hash; filled by `precompute` and lazily, saved as an npz."""
+  """Reference log-probs by pair hash; filled by `precompute` and lazily, saved as an npz.
+
+  Unpacked batches use `lookup` (keys: `pair_keys`), packed batches `lookup_packed` (keys:
+  `packed_pair_keys`, one entry per pair whatever row it is packed into). A packed pair's value is computed
+  in the packing context of the batch where it is first missing; reused in another row or slot (or compared
+  with the same pair scored unpacked) it can differ from a fresh computation by float32 rounding (a few ulps
+  of the summed log-prob: the segment-aware forward sums over a different padded layout).
+  """
 
   def __init__(self, path):
     self.path = path
@@ -401,6 +573,29 @@ class ReferenceCache:
       self.dirty = True
     return (np.array([self.table[k][0] for k in keys], np.float32),
             np.array([self.table[k][1] for k in keys], np.float32))
+
+  def lookup_packed(self, batch, max_segments, compute):
+    """`(chosen [B, S], rejected [B, S])` float32 for a packed batch (0 in absent slots), S = max_segments.
+
+    Missing pairs are computed with `compute(batch) -> ([B, S], [B, S])`.
+    """
+    keys = packed_pair_keys(batch)
+    shape = (len(keys), int(max_segments))
+    missing = [(b, s) for b, row in enumerate(keys) for s, k in enumerate(row) if k not in self.table]
+    if missing:
+      w, l = compute(batch)
+      w, l = np.asarray(w, np.float32), np.asarray(l, np.float32)
+      for b, s in missing:
+        self.table[keys[b][s]] = (w[b, s], l[b, s])
+      self.dirty = True
+    return tuple(self._fill(keys, j, shape) for j in (0, 1))
+
+  def _fill(self, keys, j, shape):
+    out = np.zeros(shape, np.float32)
+    for b, row in enumerate(keys):
+      for s, k in enumerate(row):
+        out[b, s] = self.table[k][j]
+    return out
 
   def save(self):
     if not self.path or not self.dirty:
@@ -488,7 +683,9 @@ def train(model_config, cfg, dataset, workdir, *, init_params, ref_params=None, 
     cfg: `TrainConfig`.
     dataset: an object with `iterator(batch_size, seed=, state=)` returning an iterator of batch dicts
       (`BATCH_KEYS`, numpy int32 `[B, L]`) with `state()` / `restore(state)` (`PairArrays`, or
-      `prefjax.lm.data`'s datasets).
+      `prefjax.lm.data`'s datasets). With `cfg.pack_segments` > 0 it is called as
+      `iterator(batch_size, seed=, pack_segments=)` and must return packed batches
+      (`prefjax.lm.data.PreferenceDataset`).
     workdir: directory (str or `Workdir`): metrics.jsonl, checkpoints/, reference_logps.npz.
     init_params: the policy's initial variables (usually the reference's).
     ref_params: the reference's variables (default: `init_params`).
@@ -524,7 +721,11 @@ def train(model_config, cfg, dataset, workdir, *, init_params, ref_params=None, 
           **(extra_config or {})}
   meta = jax.tree.map(lambda x: x if isinstance(x, (int, float, str, bool, type(None))) else str(x), meta)
 
-  iterator = dataset.iterator(cfg.batch_size, seed=cfg.seed)
+  if cfg.pack_segments:
+    _check_accepts_packing(dataset, cfg)
+    iterator = dataset.iterator(cfg.batch_size, seed=cfg.seed, pack_segments=cfg.pack_segments)
+  else:
+    iterator = dataset.iterator(cfg.batch_size, seed=cfg.seed)
   resumed_from = checkpointer.latest_step()
   if resumed_from is not None:
     state, extra = checkpointer.restore(_abstract_state(state))
@@ -537,6 +738,8 @@ def train(model_config, cfg, dataset, workdir, *, init_params, ref_params=None, 
   cache = None if live else ReferenceCache(workdir.file(REFERENCE_CACHE))
 
   def ref_compute(batch):
+    if cfg.pack_segments:
+      batch = {k: batch[k] for k in BATCH_KEYS + PACKED_KEYS}
     w, l, _, _ = logps_fn(ref_params, shd.shard_batch(batch, mesh) if _divisible(batch, mesh) else batch)
     return jax.device_get(w), jax.device_get(l)
 
@@ -561,10 +764,13 @@ def train(model_config, cfg, dataset, workdir, *, init_params, ref_params=None, 
   with ckpt.SigtermFlag() as sigterm:
     for step in range(start, cfg.num_steps):
       batch = next(iterator)
-      _check_batch(batch)
+      _check_batch(batch, pack_segments=cfg.pack_segments)
       if seq_len is None:
         seq_len = batch["chosen_tokens_BxL"].shape[1]
-      if cache is not None:
+      if cache is not None and cfg.pack_segments:
+        w, l = cache.lookup_packed(batch, cfg.pack_segments, ref_compute)
+        batch = {**batch, "ref_chosen_logps_BxS": w, "ref_rejected_logps_BxS": l}
+      elif cache is not None:
         w, l = cache.lookup(batch, ref_compute)
         batch = {**batch, "ref_chosen_logps_B": w, "ref_rejected_logps_B": l}
       a = cfg.grad_accum
@@ -586,6 +792,8 @@ def train(model_config, cfg, dataset, workdir, *, init_params, ref_params=None, 
       record = {"step": step + 1, "epoch": iterator.state().get("epoch", 0),
                 **{k: float(v) for k, v in metrics.items()},
                 "tokens_per_second": n_tokens / seconds, "step_seconds": seconds}
+      if cfg.pack_segments:
+        record["pairs_per_step"] = int(np.sum(batch["num_pairs_B"]))
       flops = lm_model.flops_per_token(model_config, seq_len) + (
           lm_model.flops_per_token(model_config, seq_len, training=False) if live else 0)
       record["mfu"] = (flops * n_tokens / seconds / (peak * mesh.size)) if peak else None
@@ -612,6 +820,20 @@ def train(model_config, cfg, dataset, workdir, *, init_params, ref_params=None, 
 _COMPILED = {}
 
 
+def _check_accepts_packing(dataset, cfg):
+  """A clear error when `dataset.iterator` cannot be asked for packed batches."""
+  try:
+    params = inspect.signature(dataset.iterator).parameters
+  except (TypeError, ValueError):  # no signature to read: let the call decide
+    return
+  if "pack_segments" in params or any(p.kind == p.VAR_KEYWORD for p in params.values()):
+    return
+  raise PrefjaxError(
+      f"TrainConfig.pack_segments={cfg.pack_segments}: {type(dataset).__name__}.iterator does not take "
+      f"pack_segments, so it cannot give packed batches (prefjax.lm.data.PreferenceDataset can); use "
+      f"pack_segments=0 with this dataset")
+
+
 def _compiled(model_config, cfg, live, mesh):
   """Jitted step and log-prob functions, reused across `train` calls with the same static setup."""
   fields = dataclasses.replace(cfg, log_every=1, eval_every=0, checkpoint_every=0, keep_checkpoints=1)
@@ -625,7 +847,10 @@ def _compiled(model_config, cfg, live, mesh):
   shardings = state_shardings(model_config, cfg, mesh)
   jstep = jax.jit(make_train_step(model_config, cfg, live_reference=live),
                   out_shardings=(shardings, None), donate_argnums=(0,))
-  logps_fn = jax.jit(make_logps_fn(model_config, cfg.reduction))
+  if cfg.pack_segments:
+    logps_fn = jax.jit(make_packed_logps_fn(model_config, cfg.pack_segments, cfg.reduction))
+  else:
+    logps_fn = jax.jit(make_logps_fn(model_config, cfg.reduction))
   if key is not None:
     if len(_COMPILED) > 16:
       _COMPILED.clear()
