@@ -15,7 +15,10 @@ log-probs come with the batch, as `prefjax.lm.train` does with its cache) it pri
   peak_memory_bytes: <n>   device peak bytes in use (memory_stats), or on CPU the process's peak RSS
 
 The step is `prefjax.lm.train.make_train_step` (AdamW, clipping, the sigmoid objective) jitted with the
-state donated, on one device.
+state donated, on one device. The batch's prompts are the first quarter of each row; `--logits_window`
+("response", the trainer's default, or "full") says whether the output head runs only at the positions that
+predict response tokens (`TrainConfig.logits_window`; here 3/4 of them) or at all of them. The FLOP count
+behind `mfu` is the full-head one in both cases (PaLM's convention counts the model, not the shortcut).
 """
 
 import argparse
@@ -79,6 +82,8 @@ def main(argv=None):
   parser.add_argument("--steps", type=int, default=3, help="timed steps per mode")
   parser.add_argument("--modes", default="live,precomputed")
   parser.add_argument("--peak_flops", type=float, default=None)
+  parser.add_argument("--logits_window", choices=("response", "full"), default="response",
+                      help="TrainConfig.logits_window: the head at response positions only, or everywhere")
   args = parser.parse_args(argv)
   shape = dict(style=args.style, d_model=args.d_model, num_layers=args.num_layers, num_heads=args.num_heads,
                d_ff=args.d_ff or 4 * args.d_model, vocab_size=args.vocab_size, seq_len=args.seq_len,
@@ -113,13 +118,16 @@ def main(argv=None):
     batch[f"{side}_attention_mask_BxL"] = np.ones((1, b, l), np.int32)
   mesh = shd.make_mesh(devices=jax.devices()[:1])
   params = jax.jit(lambda k: nn.unbox(lm_model.init_params(config, k)))(jax.random.key(0))
-  cfg = tr.TrainConfig(objective="sigmoid", beta=0.1, batch_size=b, num_steps=1000, learning_rate=1e-5)
-  logps_fn = jax.jit(tr.make_logps_fn(config))
+  cfg = tr.TrainConfig(objective="sigmoid", beta=0.1, batch_size=b, num_steps=1000, learning_rate=1e-5,
+                       logits_window=args.logits_window)
+  window = tr.logits_window_for({k: v[0] for k, v in batch.items()}, cfg)
+  print(f"logits_window: {args.logits_window} (head positions per row: {window or l})", flush=True)
+  logps_fn = jax.jit(tr.make_logps_fn(config, window=window))
   rw, rl, _, _ = logps_fn(params, {k: v[0] for k, v in batch.items()})
   n_tokens = 2 * b * l
   for mode in args.modes.split(","):
     live = mode == "live"
-    step = jax.jit(tr.make_train_step(config, cfg, live_reference=live), donate_argnums=(0,))
+    step = jax.jit(tr.make_train_step(config, cfg, live_reference=live, window=window), donate_argnums=(0,))
     state = tr.init_state(config, cfg, params, jax.random.key(0), mesh)
     feed = dict(batch) if live else {**batch, "ref_chosen_logps_B": np.asarray(rw)[None],
                                      "ref_rejected_logps_B": np.asarray(rl)[None]}

@@ -430,3 +430,54 @@ def test_segment_ids_errors():
     logprobs.segment_logps(logp, jnp.asarray([[0, 1, 0, 1]]), seg, 1)
   with pytest.raises(PrefjaxError, match="max_segments"):
     logprobs.segment_logps(logp, jnp.asarray([[0, 1, 0, 1]]), seg, 0)
+
+
+def test_windowed_head_equals_the_full_forward():
+  """`logits_positions_BxR` rows equal the full logits' rows; `policy_logps(window=R)` equals the full
+  log-probs and their gradient (right-padded rows, prompts and responses of different lengths). The
+  window sits after the final norm, before the head, so one style covers both."""
+  cfg, params, model, forward = _setup("llama")
+  b, length = 3, MAX_LEN
+  tokens = _tokens(11, (b, length))
+  prompt = np.array([2, 5, 3])
+  response = np.array([6, 4, 9])
+  attn = np.zeros((b, length), np.int32)
+  loss = np.zeros((b, length), np.int32)
+  for i in range(b):
+    attn[i, :prompt[i] + response[i]] = 1
+    loss[i, prompt[i]:prompt[i] + response[i]] = 1
+  span = logprobs.response_span(loss)
+  assert span == response.max()
+  full = forward(params, tokens, attn)
+  pos = jnp.asarray(np.array([[0, 3, 7], [15, 2, 2], [5, 6, 1]]), jnp.int32)
+  part = jax.jit(lambda p, t, m, q: model.apply(p, t, attention_mask_BxT=m, logits_positions_BxR=q))(
+      params, tokens, attn, pos)
+  want = np.take_along_axis(np.asarray(full), np.asarray(pos)[:, :, None], axis=1)
+  np.testing.assert_allclose(part, want, rtol=F32_RTOL, atol=F32_RTOL * np.abs(want).max())
+
+  def logps(p, window):
+    out = logprobs.policy_logps(model.apply, p, tokens, loss, attn, window=window)
+    return jnp.sum(out.logps), out
+
+  both = jax.jit(lambda p: (jax.value_and_grad(lambda q: logps(q, None), has_aux=True)(p),
+                            jax.value_and_grad(lambda q: logps(q, span), has_aux=True)(p),
+                            logps(p, length + 3)[1],
+                            logprobs.policy_logps(model.apply, p, tokens, loss, attn, window=span,
+                                                  reduction="mean")))
+  ((_, want_out), want_g), ((_, got_out), got_g), longer, mean = both(params)
+  np.testing.assert_array_equal(got_out.counts, loss.sum(1))
+  scale = np.abs(np.asarray(want_out.logps)).max()
+  np.testing.assert_allclose(got_out.logps, want_out.logps, atol=F32_RTOL * scale)
+  for g, w in zip(jax.tree.leaves(got_g), jax.tree.leaves(want_g)):
+    np.testing.assert_allclose(g, w, atol=F32_RTOL * max(np.abs(np.asarray(w)).max(), 1e-6) * 10)
+  # A longer window changes nothing (the extra positions are masked or clipped at the end).
+  np.testing.assert_allclose(longer.logps, want_out.logps, atol=F32_RTOL * scale)
+  np.testing.assert_array_equal(longer.counts, loss.sum(1))
+  # "mean" divides by the same counts.
+  np.testing.assert_allclose(mean.logps, np.asarray(want_out.logps) / loss.sum(1), atol=F32_RTOL * scale)
+  with pytest.raises(PrefjaxError, match="does not cover"):
+    logprobs.policy_logps(model.apply, params, tokens, loss, attn, window=span - 1)
+  with pytest.raises(PrefjaxError, match="window must be a positive integer"):
+    logprobs.policy_logps(model.apply, params, tokens, loss, attn, window=0)
+  with pytest.raises(PrefjaxError, match="logits_positions must be"):
+    model.apply(params, tokens, logits_positions_BxR=pos[0])

@@ -144,3 +144,45 @@ def test_packed_batches_are_rejected(tmp_path):
   cfg = tr.TrainConfig(batch_size=2, num_steps=1)
   with pytest.raises(PrefjaxError, match="segment-aware attention"):
     tr.train(config, cfg, Packed(), str(tmp_path), init_params=params, verbose=False)
+
+
+def test_response_window_step_equals_the_full_head():
+  """`TrainConfig.logits_window="response"` (the head only where response tokens are predicted) gives the
+  full head's loss, metrics and gradient norm up to float32 rounding, and the exact step-0 identities."""
+  config = lm_model.TransformerConfig(vocab_size=13, d_model=16, num_layers=1, num_heads=2, d_ff=32,
+                                      max_len=80, style="gpt2")
+  params = nn.unbox(lm_model.init_params(config, jax.random.key(3)))
+  rng = np.random.default_rng(0)
+  b, length = 4, 80
+  batch = {}
+  for side, offset in (("chosen", 0), ("rejected", 3)):
+    tokens = rng.integers(0, 13, (b, length)).astype(np.int32)
+    loss = np.zeros((b, length), np.int32)
+    attn = np.zeros((b, length), np.int32)
+    for i, (p, r) in enumerate([(20, 9), (41, 5), (30, 17 + offset), (25, 12)]):
+      loss[i, p:p + r] = 1
+      attn[i, :p + r] = 1
+    batch.update({f"{side}_tokens_BxL": tokens, f"{side}_loss_mask_BxL": loss,
+                  f"{side}_attention_mask_BxL": attn})
+  cfg = tr.TrainConfig(objective="sigmoid", beta=0.1, batch_size=b, num_steps=1)
+  full_cfg = tr.TrainConfig(objective="sigmoid", beta=0.1, batch_size=b, num_steps=1, logits_window="full")
+  window = tr.logits_window_for(batch, cfg)
+  assert window == tr.WINDOW_MULTIPLE == 64  # the widest span (20 tokens) rounded up; 64 < L − 1
+  assert tr.logits_window_for(batch, full_cfg) is None
+  short = {k: v[:, :40] for k, v in batch.items()}  # 64 ≥ L − 1: the full head
+  assert tr.logits_window_for(short, cfg) is None
+  mesh = tr.shd.make_mesh(devices=jax.devices()[:1])
+  micro = {k: v[None] for k, v in batch.items()}
+  policy = jax.tree.map(lambda x: x * 1.5, params)  # policy ≠ reference: non-zero rewards
+  step_window = jax.jit(tr.make_train_step(config, cfg, live_reference=True, window=window))
+  step_full = jax.jit(tr.make_train_step(config, full_cfg, live_reference=True))
+  got, want = (jax.device_get(f(tr.init_state(config, c, policy, jax.random.key(0), mesh), micro, params)[1])
+               for f, c in ((step_window, cfg), (step_full, full_cfg)))
+  assert abs(want["rewards/margins"]) > 1e-3
+  for k in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen",
+            "logps/rejected", "grad_norm"):
+    # Summed log-probs of ~15 tokens: float32 rounding of sums of that size, relative 1e-5.
+    np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-5 * abs(want["logps/chosen"]), err_msg=k)
+  _, m0 = step_window(tr.init_state(config, cfg, params, jax.random.key(0), mesh), micro, params)
+  m0 = jax.device_get(m0)
+  assert m0["loss"] == np.float32(math.log(2.0)) and m0["rewards/margins"] == 0.0

@@ -190,10 +190,10 @@ def ld_logps(chosen_token_logps_BxL, chosen_mask_BxL, rejected_token_logps_BxL, 
           weighted(rejected_token_logps_BxL, mask_l_BxL))
 
 
-def _logits(apply_fn, params, tokens_BxL, attention_mask_BxL):
+def _logits(apply_fn, params, tokens_BxL, attention_mask_BxL, **kwargs):
   if attention_mask_BxL is None:
-    return apply_fn(params, tokens_BxL)
-  return apply_fn(params, tokens_BxL, attention_mask_BxT=attention_mask_BxL)
+    return apply_fn(params, tokens_BxL, **kwargs)
+  return apply_fn(params, tokens_BxL, attention_mask_BxT=attention_mask_BxL, **kwargs)
 
 
 def policy_token_logps(apply_fn, params, tokens_BxL, attention_mask_BxL=None):
@@ -201,19 +201,60 @@ def policy_token_logps(apply_fn, params, tokens_BxL, attention_mask_BxL=None):
   return token_logps(_logits(apply_fn, params, tokens_BxL, attention_mask_BxL), tokens_BxL)
 
 
+def response_span(loss_mask_BxL):
+  """The widest row's span of scored tokens, last − first + 1 (numpy; 0 for an all-zero mask).
+
+  The smallest `window` for which `policy_logps(..., window=)` covers every scored token of the batch.
+  """
+  m = np.asarray(loss_mask_BxL) != 0
+  if m.ndim != 2:
+    raise PrefjaxError(f"response_span: loss_mask must be [batch, length], got shape {m.shape}")
+  any_B = m.any(axis=1)
+  if not any_B.any():
+    return 0
+  first_B = np.argmax(m, axis=1)
+  last_B = m.shape[1] - 1 - np.argmax(m[:, ::-1], axis=1)
+  return int(np.max(np.where(any_B, last_B - first_B + 1, 0)))
+
+
+def window_positions(loss_mask_BxL, window):
+  """Prediction positions of a scored-token window: `(positions_BxR, targets_BxR, valid_BxR)`.
+
+  Row b's window starts at the prediction of its first scored token f_b: positions f_b − 1 + j for
+  j < R = `window` (clipped to [0, L − 2]; `valid` is False where clipped), and `targets` = positions
+  + 1, the tokens those logits score. It covers every scored token when R ≥ `response_span(mask)`.
+  """
+  mask_BxL = jnp.asarray(loss_mask_BxL).astype(jnp.bool_)
+  length = mask_BxL.shape[1]
+  first_B = jnp.argmax(mask_BxL, axis=1).astype(jnp.int32)
+  raw_BxR = first_B[:, None] - 1 + jnp.arange(window, dtype=jnp.int32)[None, :]
+  valid_BxR = (raw_BxR >= 0) & (raw_BxR <= length - 2)
+  positions_BxR = jnp.clip(raw_BxR, 0, max(length - 2, 0))
+  return positions_BxR, positions_BxR + 1, valid_BxR
+
+
 def policy_logps(apply_fn, params, tokens_BxL, loss_mask_BxL, attention_mask_BxL=None, *,
-                 reduction="sum"):
+                 reduction="sum", window=None):
   """Sequence log-probs of a model on a batch: `sequence_logps(apply_fn(params, tokens, ...), ...)`.
+
+  With `window=R` the output head runs only at the R positions that predict each row's scored tokens
+  (from the prediction of its first response token on; `window_positions`), not at all L: the same
+  log-probs (each logit row is the full forward's row at that position) for a fraction R / L of the
+  head's FLOPs and of the [B, L, V] log-softmax. R must cover every row's span of scored tokens
+  (`response_span`): checked when the mask is concrete; under jit, tokens outside the window are not
+  counted, so compute R on the host from the batch (as `prefjax.lm.train` does). Like TRL's
+  `use_logits_to_keep`, but per row, so right-padded rows with prompts of different lengths also gain.
 
   Args:
     apply_fn: `Transformer(config).apply` or any function `(params, tokens_BxL,
-      attention_mask_BxT=mask) -> logits_BxLxV`.
+      attention_mask_BxT=mask) -> logits_BxLxV` (with `window`, also taking `logits_positions_BxR=`).
     params: the model's variables.
     tokens_BxL: prompt + response token ids, padded.
     loss_mask_BxL: 1 for response tokens (see `sequence_logps`); must be 0 wherever
       `attention_mask_BxL` is 0.
     attention_mask_BxL: optional, 1 for real tokens, 0 for padding.
     reduction: "sum" or "mean".
+    window: optional static int R ≥ 1: the head's positions per row (see above). Default None: all L.
 
   Returns:
     `SequenceLogps(logps [B] float32, counts [B] int32)`.
@@ -224,8 +265,34 @@ def policy_logps(apply_fn, params, tokens_BxL, loss_mask_BxL, attention_mask_BxL
     if loss.shape == attn.shape and _is_concrete(loss, attn) and np.any(
         (np.asarray(loss) != 0) & (np.asarray(attn) == 0)):
       raise PrefjaxError("policy_logps: loss_mask selects padding tokens (attention_mask is 0 there)")
-  logits_BxLxV = _logits(apply_fn, params, tokens_BxL, attention_mask_BxL)
-  return sequence_logps(logits_BxLxV, tokens_BxL, loss_mask_BxL, reduction=reduction)
+  if window is None:
+    logits_BxLxV = _logits(apply_fn, params, tokens_BxL, attention_mask_BxL)
+    return sequence_logps(logits_BxLxV, tokens_BxL, loss_mask_BxL, reduction=reduction)
+  fn = "policy_logps"
+  if reduction not in REDUCTIONS:
+    raise PrefjaxError(f"{fn}: unknown reduction {reduction!r}; known: {sorted(REDUCTIONS)}")
+  if not isinstance(window, (int, np.integer)) or window < 1:
+    raise PrefjaxError(f"{fn}: window must be a positive integer, got {window!r}")
+  tokens_BxL = jnp.asarray(tokens_BxL)
+  if tokens_BxL.ndim != 2:
+    raise PrefjaxError(f"{fn}: tokens must be [batch, length], got shape {tokens_BxL.shape}")
+  mask_BxL = _check_mask(fn, "loss_mask", loss_mask_BxL, tokens_BxL.shape)
+  if _is_concrete(mask_BxL) and mask_BxL.size:
+    span = response_span(np.asarray(mask_BxL))
+    if span > window:
+      raise PrefjaxError(f"{fn}: window={window} does not cover the scored tokens (a row's response "
+                         f"spans {span} positions; use window >= response_span(loss_mask))")
+  positions_BxR, targets_pos_BxR, valid_BxR = window_positions(mask_BxL, int(window))
+  logits_BxRxV = _logits(apply_fn, params, tokens_BxL, attention_mask_BxL,
+                         logits_positions_BxR=positions_BxR)
+  logits_BxRxV = logits_BxRxV.astype(_float_dtype(logits_BxRxV))
+  targets_BxR = jnp.take_along_axis(tokens_BxL, targets_pos_BxR, axis=1)
+  scored_BxR = jnp.take_along_axis(mask_BxL, targets_pos_BxR, axis=1) & valid_BxR
+  lse_BxR = jax.nn.logsumexp(logits_BxRxV, axis=-1)
+  picked_BxR = jnp.take_along_axis(logits_BxRxV, targets_BxR[:, :, None], axis=-1)[:, :, 0]
+  sums_B = jnp.sum(jnp.where(scored_BxR, picked_BxR - lse_BxR, 0.0), axis=1)
+  counts_B = jnp.sum(scored_BxR, axis=1, dtype=jnp.int32)
+  return SequenceLogps(REDUCTIONS[reduction](sums_B, counts_B), counts_B)
 
 
 def segment_logps(token_logps_BxL, loss_mask_BxL, segment_ids_BxL, max_segments, *,

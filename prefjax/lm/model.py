@@ -420,7 +420,7 @@ class Transformer(nn.Module):
 
   @nn.compact
   def __call__(self, tokens_BxT, *, attention_mask_BxT=None, positions_BxT=None, cache=None,
-               return_hidden=False, segment_ids_BxT=None):
+               return_hidden=False, segment_ids_BxT=None, logits_positions_BxR=None):
     """Runs the model.
 
     Args:
@@ -439,16 +439,28 @@ class Transformer(nn.Module):
         `positions_BxT` (restarting at 0 per segment; the iterator's `*_positions_BxL`); if omitted they
         are the count of earlier real tokens of the same segment. Cache-less calls only (a
         PrefjaxError with a cache). Default None: one sequence per row.
+      logits_positions_BxR: optional int positions (each in [0, T)): the output head runs only at these
+        R positions per row, and the logits (and hidden states) come back as `[B, R, ...]`. The
+        vocabulary-sized head is a large share of a step's FLOPs and memory; a preference loss needs
+        the logits only where response tokens are predicted (`prefjax.lm.logprobs.policy_logps(...,
+        window=R)`). Each returned row equals the full call's row at that position. Default None: all T.
 
     Returns:
       `logits_BxTxV` float32, or `(logits_BxTxV, new_cache)` when `cache` is given; with `return_hidden`,
-      `(logits_BxTxV, hidden_BxTxD)` or `(logits_BxTxV, new_cache, hidden_BxTxD)`.
+      `(logits_BxTxV, hidden_BxTxD)` or `(logits_BxTxV, new_cache, hidden_BxTxD)`. With
+      `logits_positions_BxR`, R replaces T in the logits and hidden states.
     """
     cfg = self.config
     style = cfg.style_spec
     tokens_BxT, mask_BxT = _check_inputs(cfg, tokens_BxT, attention_mask_BxT, positions_BxT, cache)
     b, t = tokens_BxT.shape
     segment_ids_BxT = _check_segment_ids(segment_ids_BxT, (b, t), cache)
+    if logits_positions_BxR is not None:
+      logits_positions_BxR = jnp.asarray(logits_positions_BxR)
+      if logits_positions_BxR.ndim != 2 or logits_positions_BxR.shape[0] != b or not jnp.issubdtype(
+          logits_positions_BxR.dtype, jnp.integer):
+        raise PrefjaxError(f"Transformer: logits_positions must be int [batch={b}, R], got "
+                           f"{logits_positions_BxR.dtype} {logits_positions_BxR.shape}")
 
     if cache is None:
       index = 0
@@ -492,6 +504,9 @@ class Transformer(nn.Module):
           x_BxTxD, positions_BxT, mask_BxTxS, layer_cache, index)
       new_layers.append(new_layer)
     x_BxTxD = _NORMS[style.norm](cfg, name="final_norm")(x_BxTxD)
+    if logits_positions_BxR is not None:
+      x_BxTxD = jnp.take_along_axis(x_BxTxD, logits_positions_BxR[:, :, None], axis=1,
+                                    mode="clip")  # [B, R, D] from here on
 
     if cfg.tie_embeddings:
       logits_BxTxV = jnp.einsum("btd,vd->btv", x_BxTxD, embed_VxD.astype(cfg.dtype),

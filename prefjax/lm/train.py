@@ -127,6 +127,10 @@ class TrainConfig:
     pack_segments: 0 (one pair per row), or S >= 1: train on packed rows of up to S pairs
       (`dataset.iterator(batch_size, seed=, pack_segments=S)`; see the module docstring). Not with
       batch-coupled objectives.
+    logits_window: "response" (default): the output head and log-softmax run only at the positions that
+      predict response tokens (`logprobs.policy_logps(window=R)`, R = the batch's widest response span
+      rounded up to a multiple of `WINDOW_MULTIPLE`, one compiled step per distinct R; `logits_window_for`);
+      "full": at every position. The same log-probs up to float32 rounding; unpacked batches only.
   """
   objective: Any = "sigmoid"
   beta: float = 0.1
@@ -154,6 +158,7 @@ class TrainConfig:
   seed: int = 0
   peak_flops: Optional[float] = None
   pack_segments: int = 0
+  logits_window: str = "response"
 
   def __post_init__(self):
     for name in ("batch_size", "grad_accum", "num_steps", "log_every"):
@@ -185,6 +190,8 @@ class TrainConfig:
                              label_smoothing=self.label_smoothing, chosen_lengths=np.ones(1),
                              rejected_lengths=np.ones(1), length_normalize=self.length_normalize,
                              divergence=self.divergence)
+    if self.logits_window not in ("response", "full"):
+      raise PrefjaxError(f"TrainConfig.logits_window must be 'response' or 'full', got {self.logits_window!r}")
     if self.pack_segments and objectives.is_batch_coupled(self.objective):
       raise PrefjaxError(f"TrainConfig.pack_segments={self.pack_segments}: objective {self.objective!r} is "
                          f"batch-coupled (it sorts over the batch, and a packed batch's absent pair slots "
@@ -271,11 +278,33 @@ def _check_batch(batch, where="batch", pack_segments=0):
                        f"(num_pairs_B, segment ids) but TrainConfig.pack_segments={pack_segments}")
 
 
-def make_logps_fn(model_config, reduction="sum"):
+# Head windows are rounded up to a multiple of this many positions (fewer distinct compiled steps).
+WINDOW_MULTIPLE = 64
+
+
+def logits_window_for(batch, cfg):
+  """The static head window R of an unpacked batch (`TrainConfig.logits_window`), or None for all positions.
+
+  R = the widest span of scored tokens over the chosen and rejected rows (`logprobs.response_span`), rounded
+  up to a multiple of `WINDOW_MULTIPLE`; None when that is not shorter than L − 1 (short sequences keep the
+  full head), for "full", and for packed batches.
+  """
+  if cfg.logits_window == "full" or cfg.pack_segments:
+    return None
+  length = np.shape(batch["chosen_tokens_BxL"])[-1]
+  span = max(logprobs.response_span(np.reshape(batch[f"{side}_loss_mask_BxL"], (-1, length)))
+             for side in SIDES)
+  window = -(-max(span, 1) // WINDOW_MULTIPLE) * WINDOW_MULTIPLE
+  return window if window < length - 1 else None
+
+
+def make_logps_fn(model_config, reduction="sum", window=None):
   """`fn(params, batch) -> (chosen_logps [B], rejected_logps [B], chosen_counts [B], rejected_counts [B])`.
 
   Chosen and rejected run as one forward pass over the concatenated `[2B, L]` batch (the same program for
-  policy and reference, so identical parameters give identical log-probs).
+  policy and reference, so identical parameters give identical log-probs). With `window=R` the head runs
+  only at the R positions per row that predict its response tokens (`logprobs.policy_logps`); R must cover
+  every row's response span (`logits_window_for`).
   """
   apply_fn = lm_model.Transformer(model_config).apply
 
@@ -283,7 +312,8 @@ def make_logps_fn(model_config, reduction="sum"):
     tokens = jnp.concatenate([batch["chosen_tokens_BxL"], batch["rejected_tokens_BxL"]], axis=0)
     loss_mask = jnp.concatenate([batch["chosen_loss_mask_BxL"], batch["rejected_loss_mask_BxL"]], 0)
     attn = jnp.concatenate([batch["chosen_attention_mask_BxL"], batch["rejected_attention_mask_BxL"]], 0)
-    out = logprobs.policy_logps(apply_fn, params, tokens, loss_mask, attn, reduction=reduction)
+    out = logprobs.policy_logps(apply_fn, params, tokens, loss_mask, attn, reduction=reduction,
+                                window=window)
     b = batch["chosen_tokens_BxL"].shape[0]
     return out.logps[:b], out.logps[b:], out.counts[:b], out.counts[b:]
 
@@ -366,7 +396,7 @@ def _loss_fn(params, micro, ref_params, *, logps_fn, cfg):
   return loss, metrics
 
 
-def make_train_step(model_config, cfg, *, live_reference):
+def make_train_step(model_config, cfg, *, live_reference, window=None):
   """The optimiser step `step(state, batch_AxBx..., ref_params) -> (state, metrics)` (not jitted).
 
   `batch` arrays have a leading micro-batch axis A = `cfg.grad_accum`; gradients and metrics are averaged
@@ -378,6 +408,8 @@ def make_train_step(model_config, cfg, *, live_reference):
   the metrics are sums over the real pairs of all A micro-batches divided by their total number
   Σ num_pairs_B (each micro-batch contributes Σ_its pairs / total; the micro-batch sums are added, not
   averaged).
+
+  `window`: the static head window of unpacked batches (`logits_window_for`; None: every position).
   """
   tx, schedule = make_optimizer(cfg)
   packed = cfg.pack_segments > 0
@@ -387,7 +419,7 @@ def make_train_step(model_config, cfg, *, live_reference):
         lambda p, micro, ref, n: _packed_loss_fn(p, micro, ref, n, logps_fn=logps_fn, cfg=cfg),
         has_aux=True)
   else:
-    logps_fn = make_logps_fn(model_config, cfg.reduction)
+    logps_fn = make_logps_fn(model_config, cfg.reduction, window)
     grad_fn = jax.value_and_grad(
         lambda p, micro, ref: _loss_fn(p, micro, ref, logps_fn=logps_fn, cfg=cfg), has_aux=True)
   ref_keys = ("ref_chosen_logps_BxS", "ref_rejected_logps_BxS") if packed else (
@@ -734,12 +766,12 @@ def train(model_config, cfg, dataset, workdir, *, init_params, ref_params=None, 
     if verbose:
       print(f"resumed from {checkpointer.directory} step {resumed_from}", flush=True)
 
-  jstep, logps_fn = _compiled(model_config, cfg, live, mesh)
   cache = None if live else ReferenceCache(workdir.file(REFERENCE_CACHE))
 
   def ref_compute(batch):
     if cfg.pack_segments:
       batch = {k: batch[k] for k in BATCH_KEYS + PACKED_KEYS}
+    _, logps_fn = _compiled(model_config, cfg, live, mesh, logits_window_for(batch, cfg))
     w, l, _, _ = logps_fn(ref_params, shd.shard_batch(batch, mesh) if _divisible(batch, mesh) else batch)
     return jax.device_get(w), jax.device_get(l)
 
@@ -767,6 +799,7 @@ def train(model_config, cfg, dataset, workdir, *, init_params, ref_params=None, 
       _check_batch(batch, pack_segments=cfg.pack_segments)
       if seq_len is None:
         seq_len = batch["chosen_tokens_BxL"].shape[1]
+      jstep, _ = _compiled(model_config, cfg, live, mesh, logits_window_for(batch, cfg))
       if cache is not None and cfg.pack_segments:
         w, l = cache.lookup_packed(batch, cfg.pack_segments, ref_compute)
         batch = {**batch, "ref_chosen_logps_BxS": w, "ref_rejected_logps_BxS": l}
@@ -834,23 +867,23 @@ def _check_accepts_packing(dataset, cfg):
       f"pack_segments=0 with this dataset")
 
 
-def _compiled(model_config, cfg, live, mesh):
+def _compiled(model_config, cfg, live, mesh, window=None):
   """Jitted step and log-prob functions, reused across `train` calls with the same static setup."""
   fields = dataclasses.replace(cfg, log_every=1, eval_every=0, checkpoint_every=0, keep_checkpoints=1)
   try:
-    key = (model_config, fields, live, mesh)
+    key = (model_config, fields, live, mesh, window)
     hash(key)
   except TypeError:  # e.g. a dict combination of objectives
     key = None
   if key is not None and key in _COMPILED:
     return _COMPILED[key]
   shardings = state_shardings(model_config, cfg, mesh)
-  jstep = jax.jit(make_train_step(model_config, cfg, live_reference=live),
+  jstep = jax.jit(make_train_step(model_config, cfg, live_reference=live, window=window),
                   out_shardings=(shardings, None), donate_argnums=(0,))
   if cfg.pack_segments:
     logps_fn = jax.jit(make_packed_logps_fn(model_config, cfg.pack_segments, cfg.reduction))
   else:
-    logps_fn = jax.jit(make_logps_fn(model_config, cfg.reduction))
+    logps_fn = jax.jit(make_logps_fn(model_config, cfg.reduction, window))
   if key is not None:
     if len(_COMPILED) > 16:
       _COMPILED.clear()
