@@ -229,6 +229,39 @@ def test_pairs_and_labels_sampled_from_the_right_laws():
     grid_lib.make_pairs(jax.random.key(0), log_pre, 10, grid.dx, comps, (1.0,))
 
 
+def test_pair_cells_are_the_pairs_regrouped(x64):
+  """`pair_cells` with one chunk holds exactly the pairs `make_pairs` draws with the same key: the mixture NLL
+  summed over cells equals the per-pair sum (any antisymmetric likelihood; here random component log-densities
+  and mixture weights), and its gradient too. Two chunks hold twice the pairs."""
+  g = 24
+  grid = grid_lib.make_grid(g)
+  log_pre = grid_lib.normalise(-0.05 * grid.x**2, grid.dx)
+  comps = jnp.stack([grid_lib.normalise(-(grid.x + 2) ** 2, grid.dx), grid_lib.normalise(-(grid.x - 3) ** 2 / 4,
+                                                                                          grid.dx)])
+  key, n = jax.random.key(4), 3000
+  cells = grid_lib.pair_cells(key, log_pre, n, grid.dx, comps, (0.4, 0.6), chunk_pairs=n)
+  pairs = jax.jit(lambda k: grid_lib.make_pairs(k, log_pre, n, grid.dx, comps, (0.4, 0.6)))(
+      jax.random.fold_in(key, 0))
+  assert cells.num_pairs == n and cells.count.sum() == n
+  assert np.all(cells.a <= cells.b) and np.all((0 <= cells.wins) & (cells.wins <= cells.count))
+  assert len(set(zip(cells.a.tolist(), cells.b.tolist()))) == len(cells.a)  # each cell once
+  rng = np.random.default_rng(0)
+  logq = jnp.asarray(rng.normal(size=(2, g)))
+  def per_pair(logq, logits):
+    return jnp.sum(dens.mixture_loss(logq[:, pairs.a], logq[:, pairs.b], logits, pairs.y.astype(logq.dtype)))
+  def per_cell(logq, logits):
+    z = dens.mixture_preference_logits(logq[:, cells.a], logq[:, cells.b], logits)
+    return jnp.sum(cells.wins * jax.nn.softplus(-z) + (cells.count - cells.wins) * jax.nn.softplus(z))
+  logits = jnp.asarray([0.3, -0.2])
+  np.testing.assert_allclose(per_cell(logq, logits), per_pair(logq, logits), rtol=1e-12)
+  for a, b in zip(jax.grad(per_cell, (0, 1))(logq, logits), jax.grad(per_pair, (0, 1))(logq, logits)):
+    np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+  chunked = grid_lib.pair_cells(key, log_pre, 2 * n, grid.dx, comps, (0.4, 0.6), chunk_pairs=n)
+  assert chunked.count.sum() == 2 * n and chunked.num_pairs == 2 * n
+  with pytest.raises(PrefjaxError, match="num_pairs and chunk_pairs must be positive"):
+    grid_lib.pair_cells(key, log_pre, 0, grid.dx, comps, (0.4, 0.6))
+
+
 def test_training_at_the_pairs_distinct_points_equals_training_on_the_grid():
   """DPO/geometric/IPO see log q only at the pairs' points: evaluating the MLP there (what the runner does
   without SLiC, for the paper's 2¹⁶ grid) must give the same training run as evaluating it on the grid."""

@@ -7,12 +7,14 @@ pairs). `prefjax.density.experiments`: the `pbde_toy` and `pbde_misspecified` ru
 
 from prefjax.density.grid import EnergyMLP
 from prefjax.density.grid import Grid
+from prefjax.density.grid import PairCells
 from prefjax.density.grid import Pairs
 from prefjax.density.grid import annotator_component_logpdfs
 from prefjax.density.grid import annotator_logpdf
 from prefjax.density.grid import make_grid
 from prefjax.density.grid import make_pairs
 from prefjax.density.grid import normalise
+from prefjax.density.grid import pair_cells
 from prefjax.density.grid import pretrain
 from prefjax.density.grid import pretrain_target_logpdf
 from prefjax.density.grid import total_variation
@@ -20,7 +22,7 @@ from prefjax.density.grid import trapezoid_log_partition
 from prefjax.density.grid import truncated_normal_logpdf
 
 __all__ = [
-    "EnergyMLP", "Grid", "Pairs", "annotator_component_logpdfs", "annotator_logpdf", "make_grid",
-    "make_pairs", "normalise", "pretrain", "pretrain_target_logpdf", "total_variation",
+    "EnergyMLP", "Grid", "PairCells", "Pairs", "annotator_component_logpdfs", "annotator_logpdf",
+    "make_grid", "make_pairs", "normalise", "pair_cells", "pretrain", "pretrain_target_logpdf", "total_variation",
     "trapezoid_log_partition", "truncated_normal_logpdf",
 ]
