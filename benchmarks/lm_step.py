@@ -4,6 +4,8 @@
   python benchmarks/lm_step.py --d_model=256 --num_layers=4 --num_heads=4 --vocab_size=8192 --seq_len=256 \
       --pairs=8 --style=llama --dtype=bfloat16
 
+Shape flags given with `--preset` override the preset's values (e.g. `--preset=gpt2-small-512 --num_layers=2`).
+
 For each reference mode ("live": the frozen reference's forward pass inside the step; "precomputed": its
 log-probs come with the batch, as `prefjax.lm.train` does with its cache) it prints
 
@@ -36,10 +38,18 @@ from prefjax import sharding as shd
 from prefjax.lm import model as lm_model
 from prefjax.lm import train as tr
 
+DEFAULT_SHAPE = dict(style="gpt2", d_model=256, num_layers=4, num_heads=4, d_ff=None, vocab_size=8192,
+                     seq_len=256, pairs=4, dtype="float32", tie_embeddings=False)
+
 PRESETS = {
     # GPT-2 small (124M): 12 layers, d_model 768, 12 heads, vocabulary 50 257, 2 pairs of 512 tokens, fp32.
     "gpt2-small-512": dict(style="gpt2", d_model=768, num_layers=12, num_heads=12, d_ff=3072,
                            vocab_size=50257, seq_len=512, pairs=2, dtype="float32", tie_embeddings=True),
+    # Llama-style, 374M parameters (24 layers, d_model 1024, 16 heads, SwiGLU 2816, vocabulary 32 000, untied
+    # head), 8 pairs of 1 024 tokens (16 384 tokens per step), bf16 compute: issue 6's GPU MFU shape
+    # (≥ 350M parameters, sequence length 1 024, bf16). benchmarks/gpu_mfu.sh runs it on a lent GPU.
+    "llama-374m-1024": dict(style="llama", d_model=1024, num_layers=24, num_heads=16, d_ff=2816,
+                            vocab_size=32000, seq_len=1024, pairs=8, dtype="bfloat16", tie_embeddings=False),
 }
 
 
@@ -68,16 +78,17 @@ def _peak_memory():
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--preset", choices=sorted(PRESETS), default=None)
-  parser.add_argument("--style", default="gpt2")
-  parser.add_argument("--d_model", type=int, default=256)
-  parser.add_argument("--num_layers", type=int, default=4)
-  parser.add_argument("--num_heads", type=int, default=4)
+  # Shape flags default to None: the preset's value, else DEFAULT_SHAPE's; a flag given explicitly wins.
+  parser.add_argument("--style", default=None)
+  parser.add_argument("--d_model", type=int, default=None)
+  parser.add_argument("--num_layers", type=int, default=None)
+  parser.add_argument("--num_heads", type=int, default=None)
   parser.add_argument("--d_ff", type=int, default=None, help="default 4 d_model")
-  parser.add_argument("--vocab_size", type=int, default=8192)
-  parser.add_argument("--seq_len", type=int, default=256)
-  parser.add_argument("--pairs", type=int, default=4, help="preference pairs per optimiser step")
-  parser.add_argument("--dtype", default="float32")
-  parser.add_argument("--tie_embeddings", action="store_true")
+  parser.add_argument("--vocab_size", type=int, default=None)
+  parser.add_argument("--seq_len", type=int, default=None)
+  parser.add_argument("--pairs", type=int, default=None, help="preference pairs per optimiser step")
+  parser.add_argument("--dtype", default=None)
+  parser.add_argument("--tie_embeddings", action="store_true", default=None)
   parser.add_argument("--remat", action="store_true")
   parser.add_argument("--steps", type=int, default=3, help="timed steps per mode")
   parser.add_argument("--modes", default="live,precomputed")
@@ -85,11 +96,10 @@ def main(argv=None):
   parser.add_argument("--logits_window", choices=("response", "full"), default="response",
                       help="TrainConfig.logits_window: the head at response positions only, or everywhere")
   args = parser.parse_args(argv)
-  shape = dict(style=args.style, d_model=args.d_model, num_layers=args.num_layers, num_heads=args.num_heads,
-               d_ff=args.d_ff or 4 * args.d_model, vocab_size=args.vocab_size, seq_len=args.seq_len,
-               pairs=args.pairs, dtype=args.dtype, tie_embeddings=args.tie_embeddings)
-  if args.preset:
-    shape.update(PRESETS[args.preset])
+  shape = dict(DEFAULT_SHAPE, **(PRESETS[args.preset] if args.preset else {}))
+  shape.update({k: getattr(args, k) for k in DEFAULT_SHAPE if getattr(args, k) is not None})
+  if shape["d_ff"] is None:
+    shape["d_ff"] = 4 * shape["d_model"]
   config = lm_model.TransformerConfig(
       vocab_size=shape["vocab_size"], d_model=shape["d_model"], num_layers=shape["num_layers"],
       num_heads=shape["num_heads"], d_ff=shape["d_ff"], max_len=shape["seq_len"], style=shape["style"],

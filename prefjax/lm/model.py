@@ -26,6 +26,7 @@ Dh head dim, F MLP hidden width, P max positions.
 """
 
 import dataclasses
+import functools
 import math
 from typing import Any, NamedTuple
 
@@ -603,6 +604,13 @@ def init_params(config, key):
   Returns:
     The variables pytree.
   """
+  return _init_params(config, key)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _init_params(config, key):
+  # One compiled program per config: run eagerly, `init` dispatches every initialiser op by op (seconds on
+  # a CPU even for a tiny model).
   return Transformer(config).init(key, jnp.zeros((1, 1), jnp.int32))
 
 
