@@ -339,61 +339,58 @@ def make_packed_logps_fn(model_config, max_segments, reduction="sum"):
   return fn
 
 
-def _packed_loss_fn(params, micro, ref_params, num_pairs, *, logps_fn, cfg):
-  """Σ over the micro-batch's real pairs of the objective / `num_pairs` (the whole optimiser batch's)."""
+def _logps(params, micro, ref_params, logps_fn, ref_keys):
+  """Policy log-probs and counts, and the reference's (live, or from the batch's `ref_keys`)."""
   pw, pl, nw, nl = logps_fn(params, micro)
   if ref_params is None:
-    rw, rl = micro["ref_chosen_logps_BxS"], micro["ref_rejected_logps_BxS"]
+    rw, rl = micro[ref_keys[0]], micro[ref_keys[1]]
   else:
     rw, rl, _, _ = logps_fn(jax.lax.stop_gradient(ref_params), micro)
-    rw, rl = jax.lax.stop_gradient(rw), jax.lax.stop_gradient(rl)
+  return pw, pl, nw, nl, jax.lax.stop_gradient(rw), jax.lax.stop_gradient(rl)
+
+
+def _objective(pw, pl, rw, rl, nw, nl, cfg):
+  return objectives.pairwise_loss_and_metrics(
+      cfg.objective, pw, pl, rw, rl, beta=cfg.beta, label_smoothing=cfg.label_smoothing,
+      chosen_lengths=nw, rejected_lengths=nl, length_normalize=cfg.length_normalize,
+      divergence=cfg.divergence)
+
+
+def _loss_and_metrics(losses, m, pw, pl, reduce):
+  """The batch loss and TRL's metrics, each per-pair quantity reduced over the batch by `reduce`."""
+  loss = reduce(losses)
+  return loss, {
+      "loss": loss,
+      "rewards/chosen": reduce(m.rewards_chosen),
+      "rewards/rejected": reduce(m.rewards_rejected),
+      "rewards/margins": reduce(m.margins),
+      "rewards/accuracies": reduce(m.accuracies),
+      "logps/chosen": reduce(jax.lax.stop_gradient(pw)),
+      "logps/rejected": reduce(jax.lax.stop_gradient(pl)),
+  }
+
+
+def _packed_loss_fn(params, micro, ref_params, num_pairs, *, logps_fn, cfg):
+  """Σ over the micro-batch's real pairs of the objective / `num_pairs` (the whole optimiser batch's)."""
+  pw, pl, nw, nl, rw, rl = _logps(params, micro, ref_params, logps_fn,
+                                  ("ref_chosen_logps_BxS", "ref_rejected_logps_BxS"))
   s = pw.shape[1]
   real = (jnp.arange(s)[None, :] < micro["num_pairs_B"][:, None]).reshape(-1)  # [B·S]
   flat = lambda x: x.reshape(-1)
   # Absent slots: log-probs 0 and count 0; a count of 1 keeps length-normalised objectives finite there
   # (their terms are masked out of the sums below, so the value does not matter).
   nw, nl = (jnp.where(real, flat(n), 1) for n in (nw, nl))
-  losses, m = objectives.pairwise_loss_and_metrics(
-      cfg.objective, flat(pw), flat(pl), flat(rw), flat(rl), beta=cfg.beta,
-      label_smoothing=cfg.label_smoothing, chosen_lengths=nw, rejected_lengths=nl,
-      length_normalize=cfg.length_normalize, divergence=cfg.divergence)
+  pw, pl = flat(pw), flat(pl)
+  losses, m = _objective(pw, pl, flat(rw), flat(rl), nw, nl, cfg)
   denom = jnp.maximum(num_pairs, 1).astype(losses.dtype)
-  total = lambda x: jnp.sum(jnp.where(real, x, 0.0)) / denom
-  loss = total(losses)
-  metrics = {
-      "loss": loss,
-      "rewards/chosen": total(m.rewards_chosen),
-      "rewards/rejected": total(m.rewards_rejected),
-      "rewards/margins": total(m.margins),
-      "rewards/accuracies": total(m.accuracies),
-      "logps/chosen": total(jax.lax.stop_gradient(flat(pw))),
-      "logps/rejected": total(jax.lax.stop_gradient(flat(pl))),
-  }
-  return loss, metrics
+  return _loss_and_metrics(losses, m, pw, pl, lambda x: jnp.sum(jnp.where(real, x, 0.0)) / denom)
 
 
 def _loss_fn(params, micro, ref_params, *, logps_fn, cfg):
-  pw, pl, nw, nl = logps_fn(params, micro)
-  if ref_params is None:
-    rw, rl = micro["ref_chosen_logps_B"], micro["ref_rejected_logps_B"]
-  else:
-    rw, rl, _, _ = logps_fn(jax.lax.stop_gradient(ref_params), micro)
-    rw, rl = jax.lax.stop_gradient(rw), jax.lax.stop_gradient(rl)
-  losses, m = objectives.pairwise_loss_and_metrics(
-      cfg.objective, pw, pl, rw, rl, beta=cfg.beta, label_smoothing=cfg.label_smoothing,
-      chosen_lengths=nw, rejected_lengths=nl, length_normalize=cfg.length_normalize,
-      divergence=cfg.divergence)
-  loss = jnp.mean(losses)
-  metrics = {
-      "loss": loss,
-      "rewards/chosen": jnp.mean(m.rewards_chosen),
-      "rewards/rejected": jnp.mean(m.rewards_rejected),
-      "rewards/margins": jnp.mean(m.margins),
-      "rewards/accuracies": jnp.mean(m.accuracies),
-      "logps/chosen": jnp.mean(jax.lax.stop_gradient(pw)),
-      "logps/rejected": jnp.mean(jax.lax.stop_gradient(pl)),
-  }
-  return loss, metrics
+  pw, pl, nw, nl, rw, rl = _logps(params, micro, ref_params, logps_fn,
+                                  ("ref_chosen_logps_B", "ref_rejected_logps_B"))
+  losses, m = _objective(pw, pl, rw, rl, nw, nl, cfg)
+  return _loss_and_metrics(losses, m, pw, pl, jnp.mean)
 
 
 def make_train_step(model_config, cfg, *, live_reference, window=None):
