@@ -271,3 +271,34 @@ def test_config_errors_are_clear():
     online.OnlineConfig(mixture_weight=1.5)
   with pytest.raises(PrefjaxError, match="max_new_tokens"):
     online.OnlineConfig(max_new_tokens=0)
+
+
+def test_loss_log_probs_use_the_response_window():
+  """The losses' log-probs run the transformer's head only at the `max_new_tokens` response positions: equal
+  to the full head's (float32 rounding) for left-padded prompts of several lengths and EOS-shortened
+  responses."""
+  from prefjax.lm import logprobs  # pylint: disable=g-import-not-at-top
+  from prefjax.lm import sampling  # pylint: disable=g-import-not-at-top
+  config = lm_model.TransformerConfig(vocab_size=V, d_model=8, num_layers=1, num_heads=1, d_ff=16, max_len=12,
+                                      style="gpt2", init_std=0.7)
+  params = _params(1, config)
+  ctx = online._Ctx(config, _cfg("online_ipo", max_new_tokens=3), None, None)  # pylint: disable=protected-access
+  rng = np.random.default_rng(0)
+  prompt_mask = np.array([[1] * 6, [0, 0, 1, 1, 1, 1], [0, 0, 0, 0, 0, 1]], np.int32)
+  prompt_tokens = rng.integers(0, V, (3, 6)).astype(np.int32) * prompt_mask
+  gen_mask = np.array([[1, 1, 1], [1, 1, 0], [1, 0, 0]], np.int32)
+  gen_tokens = rng.integers(0, V, (3, 3)).astype(np.int32) * gen_mask
+  zeros = jnp.zeros((3, 3), jnp.float32)
+  gen = sampling.Generation(jnp.asarray(gen_tokens), jnp.asarray(gen_mask), jnp.asarray(gen_mask.sum(1)), zeros,
+                            zeros, None)
+  seqs = sampling.sequences(prompt_tokens, prompt_mask, gen)
+
+  @jax.jit
+  def both(p):
+    full = logprobs.policy_logps(lm_model.Transformer(config).apply, p, seqs["tokens_BxL"], seqs["loss_mask_BxL"],
+                                 seqs["attention_mask_BxL"]).logps
+    return ctx.logps(p, seqs), full
+
+  got, want = both(params)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(np.max(np.abs(want))))
+  assert np.all(np.asarray(want) < 0)

@@ -340,9 +340,16 @@ class _Ctx:
     return gen, sampling.sequences(tok, mask, gen)
 
   def logps(self, params, seqs):
-    """Summed log-probs `[rows]` of `params` on stacked sequences (one forward pass)."""
+    """Summed log-probs `[rows]` of `params` on stacked sequences (one forward pass).
+
+    Every sequence is a prompt then at most `max_new_tokens` response tokens (`sampling.sequences`), so
+    with the transformer the output head runs only at the `max_new_tokens` positions that predict them
+    (`policy_logps(window=)`: the same log-probs up to float32 rounding, without the prompt's share of
+    the vocabulary-sized head). A custom `loss_apply_fn` gets the full sequence.
+    """
+    window = None if self.loss_apply_fn is not None else self.cfg.max_new_tokens
     return logprobs.policy_logps(self.apply_fn, params, seqs["tokens_BxL"], seqs["loss_mask_BxL"],
-                                 seqs["attention_mask_BxL"]).logps
+                                 seqs["attention_mask_BxL"], window=window).logps
 
   def prefer(self, prompts, tok_a, mask_a, tok_b, mask_b):
     return self.oracle.prefer(prompts["prompt_tokens_BxP"], prompts["prompt_mask_BxP"], tok_a, mask_a,
