@@ -23,6 +23,11 @@ optimiser step, padding included, divided by the step's wall time), step_seconds
 second / the device's peak; PaLM's convention, `flops_per_token`, plus a forward pass per token for a live
 reference), and eval/* from the caller's evaluation function.
 
+On unpacked batches the output head (the vocabulary-sized matmul and log-softmax) runs only at the positions
+that predict response tokens (`TrainConfig.logits_window = "response"`, the default: a static window of R
+positions per row, R the batch's widest response span rounded up to `WINDOW_MULTIPLE`, one compiled step per
+distinct R; `logprobs.policy_logps(window=)`), the same log-probs as the full head up to float32 rounding.
+
 Packed batches (`TrainConfig.pack_segments = S > 0`): the dataset's iterator is asked for rows holding up
 to S pairs each (`prefjax.lm.data.PreferenceDataset.iterator(B, pack_segments=S)`, `PackedBatchIterator`;
 `batch_size` then counts rows). The packed step runs one segment-aware forward over the concatenated
