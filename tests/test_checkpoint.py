@@ -1,7 +1,6 @@
 """Checkpoints: bit-identical resume, SIGTERM save, typed keys, clear error for another model shape."""
 
 import functools
-import json
 import os
 import signal
 
@@ -15,8 +14,9 @@ from prefjax.errors import PrefjaxError
 from prefjax.lm import model as lm_model
 from prefjax.lm import synthetic as syn
 from prefjax.lm import train as tr
-
-TIMING = ("tokens_per_second", "step_seconds", "mfu")
+from resume_helpers import Crash
+from resume_helpers import crash_after
+from resume_helpers import records_by_step
 
 
 @functools.lru_cache(maxsize=None)
@@ -32,33 +32,17 @@ CFG = tr.TrainConfig(objective="sigmoid", beta=0.2, batch_size=8, num_steps=6, l
                      warmup_steps=2, checkpoint_every=3)
 
 
-def _records(path):
-  out = {}
-  for line in open(os.path.join(path, "metrics.jsonl")):
-    r = json.loads(line)
-    out[r["step"]] = {k: v for k, v in r.items() if k not in TIMING}
-  return out
-
-
-class _Crash(Exception):
-  pass
-
-
 def test_resume_after_kill_is_bit_identical(tmp_path):
   """Acceptance: killed after checkpoint 3 and restarted, steps 4-6 repeat the uninterrupted run exactly
   (5 pairs per epoch of 40 with batches of 8: the resumed iterator also crosses an epoch boundary)."""
   config, params, data = _tiny()
   full = tr.train(config, CFG, data, str(tmp_path / "full"), init_params=params, verbose=False)
 
-  def crash(step, record):
-    if step == 4:
-      raise _Crash()
-
-  with pytest.raises(_Crash):
-    tr.train(config, CFG, data, str(tmp_path / "cut"), init_params=params, on_step=crash, verbose=False)
+  with pytest.raises(Crash):
+    tr.train(config, CFG, data, str(tmp_path / "cut"), init_params=params, on_step=crash_after(4), verbose=False)
   resumed = tr.train(config, CFG, data, str(tmp_path / "cut"), init_params=params, verbose=False)
   assert resumed.resumed_from == 3
-  a, b = _records(tmp_path / "full"), _records(tmp_path / "cut")
+  a, b = records_by_step(tmp_path / "full"), records_by_step(tmp_path / "cut")
   assert sorted(b) == [1, 2, 3, 4, 5, 6]  # the crashed run's step-4 line was dropped on resume
   for step in (4, 5, 6):
     assert a[step] == b[step], step

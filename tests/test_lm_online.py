@@ -15,12 +15,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from prefjax import checkpoint as ckpt
 from prefjax import jit_utils
+from prefjax import sharding as shd
 from prefjax.errors import PrefjaxError
 from prefjax.games import experiments as game_experiments
 from prefjax.lm import model as lm_model
 from prefjax.lm import online
+from prefjax.lm import train as lm_train
 from prefjax.objectives import nash
+from resume_helpers import Crash
+from resume_helpers import crash_after
+from resume_helpers import records_by_step
 
 V = 4  # vocabulary = actions
 BETA = 0.5
@@ -97,6 +103,22 @@ EXACT = {
 }
 
 
+def _spin_data_fn(zmu):
+  """SPIN's data sampler for one-token responses: y ~ softmax(zmu)."""
+  def data_fn(key, prompt_tokens_BxP, prompt_mask_BxP):
+    del prompt_mask_BxP
+    y = jax.random.categorical(key, zmu, shape=(prompt_tokens_BxP.shape[0], 1))
+    return y.astype(jnp.int32), jnp.ones_like(y, jnp.int32)
+  return data_fn
+
+
+def _train_setup(algorithm, seed, num_prompts, **kw):
+  """(model config, initial params, table oracle, OnlineConfig, prompts) for the short training runs below."""
+  config = _model_config()
+  prompts = online.PromptArrays({k: np.asarray(v) for k, v in _prompts(num_prompts).items()})
+  return config, _params(seed, config), TableOracle(jnp.asarray(_preferences(3))), _cfg(algorithm, **kw), prompts
+
+
 def test_sampled_gradients_match_exact_tabular_twins():
   config = _model_config()
   pol, ref, prev = _params(1, config), _params(2, config), _params(3, config)
@@ -105,11 +127,7 @@ def test_sampled_gradients_match_exact_tabular_twins():
   P = _preferences()
   oracle = TableOracle(jnp.asarray(P))
 
-  def data_fn(key, prompt_tokens_BxP, prompt_mask_BxP):
-    del prompt_mask_BxP
-    y = jax.random.categorical(key, zmu, shape=(prompt_tokens_BxP.shape[0], 1))
-    return y.astype(jnp.int32), jnp.ones_like(y, jnp.int32)
-
+  data_fn = _spin_data_fn(zmu)
   n = 4096
   prompts = _prompts(n)
   tab = lambda x: {"z": x}
@@ -130,6 +148,73 @@ def test_sampled_gradients_match_exact_tabular_twins():
     mean, se = g.mean(0), g.std(0, ddof=1) / np.sqrt(n)
     assert np.all(np.abs(mean - want) <= 5 * se + 1e-6), (name, mean, want, se)
     assert np.abs(want).max() > 10 * se.max() or name in ("nash_md_pg",), (name, want, se)  # not vacuous
+
+
+def test_spin_history_plays_the_fictitious_play_mixture_of_past_iterates():
+  """spin_history = 2: the rejected responses come from (π_t + π_{t−1})/2, the anchor stays π_t."""
+  config = _model_config()
+  pol, ref, prev, older = (_params(s, config) for s in (1, 2, 3, 4))
+  z, zr, zp, zo = (_prompt_logits(config, p) for p in (pol, ref, prev, older))
+  stack = jax.tree.map(lambda a, b: jnp.stack([a, b]), prev, older)  # π_t first
+  zmu = jnp.asarray([0.8, -0.4, 0.3, -1.0])
+  oracle = TableOracle(jnp.asarray(_preferences()))
+  data_fn = _spin_data_fn(zmu)
+  mixture = jnp.logaddexp(jax.nn.log_softmax(zp), jax.nn.log_softmax(zo)) - jnp.log(2.0)
+  n = 16384
+  prompts = _prompts(n)
+  tab = lambda x: {"z": x}
+  names = ("spin", "alpha_spin")
+
+  def sampled_grads(key):
+    out = {}
+    for i, name in enumerate(names):
+      sample_fn, loss_fn = online.make_loss_fn(config, _cfg(name, spin_history=2), oracle, data_fn,
+                                               loss_apply_fn=_tabular_apply)
+      samples = sample_fn(pol, stack, ref, prompts, jax.random.fold_in(key, i))
+      tab_stack = {"z": jnp.stack([zp, zo])}
+      per_prompt = lambda zz: loss_fn(tab(zz), tab(zr), tab_stack, samples)[1][0]
+      out[name] = jax.jacfwd(per_prompt)(z)
+    return out
+
+  grads = jit_utils.jit(sampled_grads, fast_compile=True)(jax.random.key(5))
+  for name in names:
+    alpha = 0.5 if name == "alpha_spin" else 0.0
+    exact = lambda opp: np.asarray(jax.grad(nash.spin_loss)(z, zp, zr, zmu, opp, LAM, alpha=alpha), np.float64)
+    want, without_history = exact(mixture), exact(zp)
+    g = np.asarray(grads[name], np.float64)
+    mean, se = g.mean(0), g.std(0, ddof=1) / np.sqrt(n)
+    assert np.all(np.abs(mean - want) <= 5 * se + 1e-6), (name, mean, want, se)
+    # Not vacuous: the samples reject the gradient of the opponent π_t alone (no history).
+    assert np.any(np.abs(mean - without_history) > 8 * se), (name, mean, without_history, se)
+
+
+def test_spin_history_state_pushes_iterates_and_resumes(tmp_path):
+  """spin_history = 2, a new iteration every step: prev_params is [π_t, π_{t−1}]; a crash and resume keeps it."""
+  config, params, oracle, cfg, prompts = _train_setup("spin", 7, 16, spin_history=2, iteration_steps=1,
+                                                       num_steps=3, checkpoint_every=1)
+  kw = dict(init_params=params, data_fn=_spin_data_fn(jnp.asarray([0.8, -0.4, 0.3, -1.0])), verbose=False,
+            fast_compile=True)
+  leaves = lambda tree: [np.asarray(x) for x in jax.tree.leaves(tree)]
+  iterate = lambda stack, k: leaves(jax.tree.map(lambda x: x[k], stack))
+  init = online.init_state(config, cfg, params, jax.random.key(0), shd.make_mesh())
+  for a, b, c in zip(leaves(params), iterate(init.prev_params, 0), iterate(init.prev_params, 1)):
+    np.testing.assert_array_equal(b, a)  # iterates before π_0 are π_0
+    np.testing.assert_array_equal(c, a)
+
+  with pytest.raises(Crash):
+    online.train_online(config, cfg, prompts, oracle, tmp_path, on_step=crash_after(3), **kw)
+  at2, _ = ckpt.Checkpointer(str(tmp_path / "checkpoints")).restore(lm_train._abstract_state(init), step=2)  # pylint: disable=protected-access
+  resumed = online.train_online(config, cfg, prompts, oracle, tmp_path, **kw)
+  assert resumed.resumed_from == 2
+  for p2, s0, s1 in zip(leaves(at2.params), iterate(at2.prev_params, 0), iterate(at2.prev_params, 1)):
+    np.testing.assert_array_equal(s0, p2)  # after step 2: [π_2, π_1]
+  assert any(not np.array_equal(a, b) for a, b in zip(leaves(params), iterate(at2.prev_params, 1)))
+  assert any(not np.array_equal(a, b) for a, b in zip(leaves(at2.params), iterate(at2.prev_params, 1)))
+  # After step 3 π_3 is pushed in front and π_1 dropped: [π_3, π_2].
+  for p3, p2, s0, s1 in zip(leaves(resumed.state.params), leaves(at2.params), iterate(resumed.state.prev_params, 0),
+                            iterate(resumed.state.prev_params, 1)):
+    np.testing.assert_array_equal(s0, p3)
+    np.testing.assert_array_equal(s1, p2)
 
 
 def test_egpo_step_uses_fresh_samples_and_step0_loss_is_online_ipo_closed_form():
@@ -186,40 +271,20 @@ def test_egpo_step_uses_fresh_samples_and_step0_loss_is_online_ipo_closed_form()
   assert any(not np.allclose(x, y) for x, y in zip(jax.tree.leaves(half), jax.tree.leaves(want)))
 
 
-class _Crash(Exception):
-  pass
-
-
-def _records(path):
-  import json  # pylint: disable=g-import-not-at-top
-  with open(path, encoding="utf-8") as f:
-    return [json.loads(line) for line in f if line.strip()]
-
-
 def test_resume_after_interruption_is_bit_identical_and_bad_oracle_raises(tmp_path):
-  config = _model_config()
-  params = _params(7, config)
-  oracle = TableOracle(jnp.asarray(_preferences(3)))
-  cfg = _cfg("sppo", batch_size=8, num_steps=6, iteration_steps=2, checkpoint_every=1)
-  prompts = online.PromptArrays({k: np.asarray(v) for k, v in _prompts(24).items()})
+  config, params, oracle, cfg, prompts = _train_setup("sppo", 7, 24, batch_size=8, num_steps=6, iteration_steps=2,
+                                                       checkpoint_every=1)
   kw = dict(init_params=params, verbose=False, fast_compile=True)
   straight = online.train_online(config, cfg, prompts, oracle, tmp_path / "a", **kw)
 
-  def crash(step, record):
-    del record
-    if step == 3:
-      raise _Crash()
-
-  with pytest.raises(_Crash):
-    online.train_online(config, cfg, prompts, oracle, tmp_path / "b", on_step=crash, **kw)
+  with pytest.raises(Crash):
+    online.train_online(config, cfg, prompts, oracle, tmp_path / "b", on_step=crash_after(3), **kw)
   resumed = online.train_online(config, cfg, prompts, oracle, tmp_path / "b", **kw)
   assert resumed.resumed_from == 2  # the crash came before step 3's checkpoint
   for a, b in zip(jax.tree.leaves((straight.state.params, straight.state.prev_params, straight.state.opt_state)),
                   jax.tree.leaves((resumed.state.params, resumed.state.prev_params, resumed.state.opt_state))):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-  drop = ("step_seconds", "generated_tokens_per_second", "train_tokens_per_second")
-  strip = lambda rs: [{k: v for k, v in r.items() if k not in drop} for r in rs]
-  assert strip(_records(tmp_path / "a" / "metrics.jsonl")) == strip(_records(tmp_path / "b" / "metrics.jsonl"))
+  assert records_by_step(tmp_path / "a") == records_by_step(tmp_path / "b")
   # π_t was refreshed at steps 2, 4, 6: the final previous iterate is the final policy.
   for a, b in zip(jax.tree.leaves(straight.state.params), jax.tree.leaves(straight.state.prev_params)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -271,6 +336,10 @@ def test_config_errors_are_clear():
     online.OnlineConfig(mixture_weight=1.5)
   with pytest.raises(PrefjaxError, match="max_new_tokens"):
     online.OnlineConfig(max_new_tokens=0)
+  with pytest.raises(PrefjaxError, match="spin_history=2 applies to spin / alpha_spin only"):
+    online.OnlineConfig(algorithm="sppo", spin_history=2)
+  with pytest.raises(PrefjaxError, match="spin_history"):
+    online.OnlineConfig(algorithm="spin", spin_history=0)
 
 
 def test_loss_log_probs_use_the_response_window():

@@ -68,3 +68,30 @@ def test_bad_configs_are_clear_errors(tmp_path):
   c.online.eval_every = 7
   with pytest.raises(PrefjaxError, match="iteration_steps"):
     online_experiments.run_lm_sppo_synthetic(c, str(tmp_path / "c"))
+
+
+def test_spin_fixed_point_kl_is_zero_exactly_at_the_tabular_dynamics_fixed_point(tmp_path):
+  """The π* behind summary's kl_to_fixed_point_per_iteration is a fixed point of games.dynamics.spin_step."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from prefjax.games import dynamics  # pylint: disable=g-import-not-at-top
+  from prefjax.lm import online  # pylint: disable=g-import-not-at-top
+  from prefjax.lm import synthetic as syn  # pylint: disable=g-import-not-at-top
+  task = syn.make_task(seed=3, num_prompts=2, vocab_size=3, response_len=2)
+  rng = np.random.default_rng(0)
+  ref = rng.normal(size=(2, task.num_responses))
+  norm = lambda x: x - np.logaddexp.reduce(x, axis=-1, keepdims=True)
+  for algorithm, lam, alpha in (("spin", 1.5, 0.5), ("alpha_spin", 1.5, 0.5), ("alpha_spin", 0.5, 0.2)):
+    cfg = online.OnlineConfig(algorithm=algorithm, spin_lambda=lam, spin_alpha=alpha, spin_history=2)
+    a = alpha if algorithm == "alpha_spin" else 0.0
+    star = norm((a * norm(ref) + norm(task.sft_logp_CxN) / lam) / (a + 1.0 / lam))
+    for c in range(2):  # the exact iteration, opponent = iterate = π*, does not move π*
+      nxt = dynamics.spin_step(jnp.asarray(star[c]), jnp.asarray(star[c]), jnp.asarray(ref[c]),
+                               jnp.asarray(task.sft_logp_CxN[c]), 1.0 / lam, a)
+      np.testing.assert_allclose(np.asarray(nxt), star[c], atol=1e-5)
+    other = norm(rng.normal(size=star.shape))
+    path = str(tmp_path / f"{algorithm}{lam}.npz")
+    np.savez(path, **{"0": star, "7": other})
+    out = online_experiments._spin_fixed_point_kls(task, ref, cfg, path)  # pylint: disable=protected-access
+    kl_other = float(np.mean(np.sum(np.exp(star) * (star - other), axis=-1)))
+    np.testing.assert_allclose(out["kl_to_fixed_point_per_iteration"], [0.0, kl_other], atol=1e-12)
+    assert kl_other > 0.01 and out["spin_history"] == 2

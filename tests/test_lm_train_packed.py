@@ -24,10 +24,12 @@ from prefjax.lm import data as lm_data
 from prefjax.lm import model as lm_model
 from prefjax.lm import train as tr
 from prefjax.lm.tokenizer import load_tokenizer
+from resume_helpers import Crash
+from resume_helpers import crash_after
+from resume_helpers import records_by_step
 
 MAX_LENGTH = 24
 RTOL = 1e-5
-TIMING = ("tokens_per_second", "step_seconds", "mfu")
 METRICS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
            "logps/chosen", "logps/rejected")
 
@@ -229,18 +231,6 @@ def test_precomputed_reference_matches_live_and_hits_across_rows(tmp_path):
   _close(l2, fresh_l)
 
 
-def _records(path):
-  out = {}
-  for line in open(os.path.join(path, "metrics.jsonl")):
-    r = json.loads(line)
-    out[r["step"]] = {k: v for k, v in r.items() if k not in TIMING}
-  return out
-
-
-class _Crash(Exception):
-  pass
-
-
 def test_train_packed_end_to_end_and_bit_identical_resume(tmp_path):
   """`train` with pack_segments=2 (cached reference) writes TRL metrics and pairs_per_step; killed after
   checkpoint 2 and restarted, steps 3-4 repeat the uninterrupted run exactly."""
@@ -248,7 +238,7 @@ def test_train_packed_end_to_end_and_bit_identical_resume(tmp_path):
   _, cfg = _cfgs()
   ds = _dataset(tmp_path)
   full = tr.train(config, cfg, ds, str(tmp_path / "full"), init_params=params, verbose=False)
-  a = _records(tmp_path / "full")
+  a = records_by_step(tmp_path / "full")
   assert sorted(a) == [1, 2, 3, 4]
   assert a[1]["loss"] == pytest.approx(math.log(2), abs=1e-6)
   it = ds.iterator(2, seed=0, pack_segments=2)
@@ -257,15 +247,11 @@ def test_train_packed_end_to_end_and_bit_identical_resume(tmp_path):
   assert all(np.isfinite(r["loss"]) for r in a.values())
   assert os.path.exists(tmp_path / "full" / tr.REFERENCE_CACHE)
 
-  def crash(step, record):
-    if step == 3:
-      raise _Crash()
-
-  with pytest.raises(_Crash):
-    tr.train(config, cfg, ds, str(tmp_path / "cut"), init_params=params, on_step=crash, verbose=False)
+  with pytest.raises(Crash):
+    tr.train(config, cfg, ds, str(tmp_path / "cut"), init_params=params, on_step=crash_after(3), verbose=False)
   resumed = tr.train(config, cfg, ds, str(tmp_path / "cut"), init_params=params, verbose=False)
   assert resumed.resumed_from == 2
-  b = _records(tmp_path / "cut")
+  b = records_by_step(tmp_path / "cut")
   assert sorted(b) == [1, 2, 3, 4]
   for step in (3, 4):
     assert a[step] == b[step], step

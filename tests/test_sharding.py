@@ -56,6 +56,15 @@ SCRIPT = textwrap.dedent("""
       r = online.train_online(config, ocfg, prompts, oracles.SyntheticOracle(game), f"{out}/{name}",
                               init_params=params, mesh=mesh, verbose=False, fast_compile=True)
       losses[name] = [h["loss"] for h in r.history if "loss" in h]
+    # SPIN with a history of 2 iterates: the stacked iterates are sharded as the parameters, iterate axis whole.
+    scfg = online.OnlineConfig(algorithm="spin", spin_history=2, max_new_tokens=2, batch_size=16)
+    mesh = shd.make_mesh(data=4, fsdp=2)
+    st = online.init_state(config, scfg, params, jax.random.key(0), mesh)
+    for p, s in zip(jax.tree.leaves(st.params), jax.tree.leaves(st.prev_params)):
+      assert s.shape == (2,) + p.shape and s.sharding.spec[0] is None
+      assert tuple(s.sharding.spec[1:]) == tuple(p.sharding.spec), (s.sharding.spec, p.sharding.spec)
+      np.testing.assert_array_equal(np.asarray(s[1]), np.asarray(p))
+    losses["spin_stack_sharded"] = max(len(s.sharding.device_set) for s in jax.tree.leaves(st.prev_params))
     json.dump(losses, open(f"{out}/losses.json", "w"))
 """)
 
@@ -76,6 +85,7 @@ def test_eight_devices_match_one_and_checkpoint_restores_on_one(tmp_path):
   # Online EGPO: the same samples, oracle queries and updates on 8 devices as on 1.
   assert len(losses["online_one"]) == 3
   np.testing.assert_allclose(losses["online_eight"], losses["online_one"], rtol=0, atol=1e-5)
+  assert losses["spin_stack_sharded"] > 1
 
   from prefjax.lm import synthetic as syn  # pylint: disable=g-import-not-at-top
   from prefjax.lm import model as lm_model  # pylint: disable=g-import-not-at-top

@@ -19,8 +19,8 @@ Bernoulli(p) label with `labels="bernoulli"`), sg = stop-gradient, π_t = the pr
 | nash_md_pg  | y ∼ π_θ, y' ∼ π^μ                        | −[p − ½ − β ℓ(y)]_sg log π_θ(y)                       | `nash.nash_md_pg_loss` |
 | egpo        | y, y' ∼ π_t, then fresh y, y' ∼ π_{t+½}  | online IPO's, both gradients at θ_t                   | `nash.egpo_step` |
 | sppo        | y_1..y_K ∼ π_t                           | ½ (1/K) Σ_i (ℓ_t(y_i) − (P̂_i − ½)/β)²                 | `nash.sppo_loss(num_samples_k=K)` |
-| spin        | y ∼ μ (data), y' ∼ π_t                   | −log σ(λ(ℓ_m(y) − ℓ_m(y'))), m = π_t                  | `nash.spin_loss` |
-| alpha_spin  | y ∼ μ, y' ∼ π_t                          | the same with m ∝ π_ref^α π_t^{1−α}                   | `nash.spin_loss(alpha=α)` |
+| spin        | y ∼ μ (data), y' ∼ q_t                   | −log σ(λ(ℓ_m(y) − ℓ_m(y'))), m = π_t                  | `nash.spin_loss` |
+| alpha_spin  | y ∼ μ, y' ∼ q_t                          | the same with m ∝ π_ref^α π_t^{1−α}                   | `nash.spin_loss(alpha=α)` |
 
 The twins hold exactly in expectation when the response is one token (the sequence is an action; tested),
 with these conventions:
@@ -50,7 +50,12 @@ with these conventions:
 - SPIN (Chen et al. arXiv:2401.01335) and α-SPIN (Alami et al. arXiv:2404.04291): "sigmoid" with the anchor
   log m = (1 − α) log π_t + α log π_ref as the "reference" (the normaliser of m cancels in the margin);
   data responses come from `data_fn` (the synthetic task's SFT distribution μ exactly), π_t ← π_θ every
-  `iteration_steps` steps.
+  `iteration_steps` steps. The opponent q_t that generates y' is π_t (`spin_history` = 1, SPIN), or with
+  `spin_history` = h > 1 the fictitious-play mixture (1/h) Σ_{k<h} π_{t−k} of the last h iterates (Alami et
+  al.; iterates before π_0 count as π_0): each rejected response comes from one iterate drawn uniformly
+  (`sampling.generate_from_iterates`), the tabular twin being `games.dynamics`' "spin" with history h
+  (whose docstring records why the weights are uniform). `prev_params` then stacks the h iterates on a
+  leading axis, π_t first.
 
 State and bookkeeping are those of the offline trainer (`prefjax.lm.train`, DESIGN.md §3): the state pytree
 `OnlineState{params, opt_state, step, key, prev_params}` (`prev_params` None for algorithms without a
@@ -77,6 +82,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec
 
 from prefjax import checkpoint as ckpt
 from prefjax import jit_utils
@@ -213,6 +220,9 @@ class OnlineConfig:
     num_samples: K ≥ 2 responses per prompt for SPPO's soft win rates.
     spin_lambda: SPIN's λ > 0.
     spin_alpha: α-SPIN's α ∈ [0, 1] (anchor ∝ π_ref^α π_t^{1−α}).
+    spin_history: h ≥ 1, SPIN / α-SPIN only: the rejected responses come from an iterate drawn uniformly
+      among the last h (π_t, π_{t−1}, …; fictitious play, Alami et al. arXiv:2404.04291). 1 is SPIN's
+      previous iterate. The state keeps h copies of the parameters and sampling costs h generations.
     iteration_steps: steps per SPPO/SPIN iteration (π_t ← π_θ after every this many steps).
     labels: "probabilities" (the oracle's P(a ≻ b)) or "bernoulli" (a sampled 0/1 label).
     max_new_tokens, temperature, top_k, top_p, eos_id, pad_id, min_new_tokens: `sampling.SamplingConfig`.
@@ -229,6 +239,7 @@ class OnlineConfig:
   num_samples: int = 4
   spin_lambda: float = 1.0
   spin_alpha: float = 0.5
+  spin_history: int = 1
   iteration_steps: int = 50
   labels: str = "probabilities"
   max_new_tokens: int = 16
@@ -258,7 +269,7 @@ class OnlineConfig:
   def __post_init__(self):
     if self.algorithm not in ALGORITHMS:
       raise PrefjaxError(f"OnlineConfig.algorithm: unknown {self.algorithm!r}; known: {sorted(ALGORITHMS)}")
-    for name in ("batch_size", "num_steps", "log_every", "iteration_steps", "max_new_tokens"):
+    for name in ("batch_size", "num_steps", "log_every", "iteration_steps", "max_new_tokens", "spin_history"):
       v = getattr(self, name)
       if not isinstance(v, (int, np.integer)) or v < 1:
         raise PrefjaxError(f"OnlineConfig.{name} must be a positive integer, got {v!r}")
@@ -276,6 +287,9 @@ class OnlineConfig:
       v = getattr(self, name)
       if not 0.0 <= v <= 1.0:
         raise PrefjaxError(f"OnlineConfig.{name} must be in [0, 1], got {v!r}")
+    if self.spin_history > 1 and self.algorithm not in ("spin", "alpha_spin"):
+      raise PrefjaxError(f"OnlineConfig.spin_history={self.spin_history} applies to spin / alpha_spin only, "
+                         f"not algorithm={self.algorithm!r}")
     if self.labels not in LABELS:
       raise PrefjaxError(f"OnlineConfig.labels must be one of {LABELS}, got {self.labels!r}")
     if self.schedule not in lm_train.SCHEDULES:
@@ -295,6 +309,11 @@ class OnlineConfig:
   def uses_prev(self):
     return ALGORITHMS[self.algorithm].uses_prev
 
+  @property
+  def stacks_prev(self):
+    """`prev_params` holds the last `spin_history` iterates on a leading axis (SPIN with history > 1)."""
+    return self.uses_prev and self.spin_history > 1
+
 
 class OnlineState(NamedTuple):
   """The checkpointed training pytree (DESIGN.md §3)."""
@@ -302,7 +321,7 @@ class OnlineState(NamedTuple):
   opt_state: Any
   step: jax.Array  # int32 scalar: optimiser steps taken
   key: jax.Array  # typed PRNG key; step t uses fold_in(key, t)
-  prev_params: Any  # π_t for SPPO / SPIN (None for the other algorithms)
+  prev_params: Any  # π_t for SPPO / SPIN; [h, ...] iterates (π_t first) with spin_history h > 1; else None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -471,7 +490,13 @@ def _sample_spin(ctx, params, prev, ref, prompts, key):
     raise PrefjaxError(f"algorithm {ctx.cfg.algorithm!r} needs data_fn (the SFT data's responses)")
   k_data, k_opp = jax.random.split(key)
   data_tok, data_mask = ctx.data_fn(k_data, prompts["prompt_tokens_BxP"], prompts["prompt_mask_BxP"])
-  gen, _ = ctx.generate(prev, prompts, k_opp)
+  if ctx.cfg.stacks_prev:  # fictitious play: each row's opponent is one of the last h iterates, uniformly
+    h = ctx.cfg.spin_history
+    gen, _ = sampling.generate_from_iterates(
+        ctx.model_config, prev, jnp.ones((h,), jnp.float32), prompts["prompt_tokens_BxP"],
+        prompts["prompt_mask_BxP"], k_opp, ctx.cfg.sampling_config())
+  else:
+    gen, _ = ctx.generate(prev, prompts, k_opp)
   data_tok, data_mask = jnp.asarray(data_tok, jnp.int32), jnp.asarray(data_mask, jnp.int32)
   if data_tok.shape != gen.tokens_BxT.shape:
     raise PrefjaxError(f"data_fn returned responses of shape {data_tok.shape}; expected "
@@ -492,6 +517,8 @@ def _loss_spin(ctx, params, ref, prev, samples):
   seqs = samples.seqs["pair"]
   pol = ctx.logps(params, seqs)
   alpha = ctx.cfg.spin_alpha if ctx.cfg.algorithm == "alpha_spin" else 0.0
+  if ctx.cfg.stacks_prev:
+    prev = jax.tree.map(lambda x: x[0], prev)  # π_t, the newest iterate
   anchor = sg(ctx.logps(prev, seqs))
   if alpha:
     anchor = (1.0 - alpha) * anchor + alpha * sg(ctx.logps(ref, seqs))
@@ -609,7 +636,10 @@ def make_online_step(model_config, cfg, data_fn=None):
     new_prev = prev
     if algo.uses_prev:
       refresh = ok & (new_step % cfg.iteration_steps == 0)
-      new_prev = jax.tree.map(lambda n, o: jnp.where(refresh, n, o), new_params, prev)
+      pushed = new_params
+      if cfg.stacks_prev:  # π_{t+1} in front, the oldest iterate dropped
+        pushed = jax.tree.map(lambda n, o: jnp.concatenate([n[None].astype(o.dtype), o[:-1]]), new_params, prev)
+      new_prev = jax.tree.map(lambda n, o: jnp.where(refresh, n, o), pushed, prev)
     new_state = OnlineState(keep(new_params, params), keep(opt_state, state.opt_state), new_step,
                             state.key, new_prev)
     metrics = {
@@ -676,14 +706,24 @@ class OnlineResult(NamedTuple):
 def state_shardings(model_config, cfg, mesh):
   """`NamedSharding`s of an `OnlineState` (parameters and moments through the model's logical axes)."""
   base = lm_train.state_shardings(model_config, cfg, mesh)
-  return OnlineState(base.params, base.opt_state, base.step, base.key,
-                     base.params if cfg.uses_prev else None)
+  prev = None
+  if cfg.stacks_prev:  # the iterate axis is replicated; each iterate is sharded as the parameters
+    prev = jax.tree.map(lambda s: NamedSharding(s.mesh, PartitionSpec(None, *s.spec)), base.params)
+  elif cfg.uses_prev:
+    prev = base.params
+  return OnlineState(base.params, base.opt_state, base.step, base.key, prev)
 
 
 def init_state(model_config, cfg, params, key, mesh):
   """An `OnlineState` from (unboxed or boxed) `params` on `mesh`; π_t = the initial policy."""
   base = lm_train.init_state(model_config, cfg, params, key, mesh)
-  prev = jax.tree.map(lambda x: jnp.array(x, copy=True), base.params) if cfg.uses_prev else None
+  prev = None
+  if cfg.stacks_prev:  # iterates before π_0 count as π_0
+    shardings = state_shardings(model_config, cfg, mesh).prev_params
+    prev = jax.device_put(jax.tree.map(lambda x: jnp.broadcast_to(x, (cfg.spin_history,) + x.shape),
+                                       base.params), shardings)
+  elif cfg.uses_prev:
+    prev = jax.tree.map(lambda x: jnp.array(x, copy=True), base.params)
   return OnlineState(base.params, base.opt_state, base.step, base.key, prev)
 
 

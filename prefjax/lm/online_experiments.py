@@ -90,7 +90,12 @@ def _online_config(config, algorithm, task):
       max_new_tokens=task.response_len, batch_size=int(o.batch_size), num_steps=int(o.num_steps),
       learning_rate=float(o.learning_rate), schedule=str(o.schedule), warmup_steps=int(o.warmup_steps),
       min_lr_ratio=float(o.min_lr_ratio), grad_clip=float(o.grad_clip), log_every=int(o.log_every),
-      eval_every=int(o.eval_every), checkpoint_every=int(o.checkpoint_every), seed=int(config.seed))
+      eval_every=int(o.eval_every), checkpoint_every=int(o.checkpoint_every), seed=int(config.seed),
+      spin_lambda=float(o.get("spin_lambda", online.OnlineConfig.spin_lambda)),
+      spin_alpha=float(o.get("spin_alpha", online.OnlineConfig.spin_alpha)),
+      # The history applies to the SPIN opponents only (OnlineConfig rejects it for the other algorithms).
+      spin_history=(int(o.get("spin_history", online.OnlineConfig.spin_history))
+                    if algorithm in ("spin", "alpha_spin") else 1))
 
 
 class ExactEvaluator:
@@ -283,6 +288,24 @@ def _sft_data_fn(task):
   return data_fn
 
 
+def _spin_fixed_point_kls(task, ref_logp_CxN, cfg, path):
+  """KL(π* ‖ π) per iteration for a SPIN / α-SPIN run, π* the tabular dynamics' fixed point.
+
+  The exact (α-)SPIN iteration over tabular policies (`prefjax.games.dynamics.spin_step`, any history h)
+  stops where the opponent equals the iterate: log π* = (α log π_ref + η log μ)/(α + η) + c with η = 1/λ
+  (α = 0, SPIN: π* = μ, the data distribution). Returns the KL averaged over prompts for each stored
+  evaluation (one per iteration; step 0 is π_ref).
+  """
+  alpha = cfg.spin_alpha if cfg.algorithm == "alpha_spin" else 0.0
+  eta = 1.0 / cfg.spin_lambda
+  star = _normalise((alpha * _normalise(ref_logp_CxN) + eta * _normalise(task.sft_logp_CxN)) / (alpha + eta))
+  with np.load(path) as data:
+    steps = sorted(int(k) for k in data.files)
+    kls = [float(np.mean(np.sum(np.exp(star) * (star - _normalise(data[str(k)])), axis=-1))) for k in steps]
+  return {"spin_history": cfg.spin_history, "kl_to_fixed_point_per_iteration": kls,
+          "fixed_point": "π* ∝ exp((α log π_ref + η log μ)/(α + η)), η = 1/λ (μ for SPIN)"}
+
+
 def run_lm_sppo_synthetic(config, workdir):
   """SPPO iterations on a transitive (Bradley–Terry) synthetic task; returns the summary dict."""
   t0 = time.time()
@@ -305,6 +328,10 @@ def run_lm_sppo_synthetic(config, workdir):
   arrays["nash_logp"], arrays["ref_logp"] = evaluator.nash_logp, evaluator.ref
   wd.write_arrays(arrays)
   runs = {name: _final(arrays, name) for name in names}
+  for name in names:
+    if name in ("spin", "alpha_spin"):
+      cfg = _online_config(config, name, task)
+      runs[name].update(_spin_fixed_point_kls(task, evaluator.ref, cfg, wd.file(os.path.join(name, "eval_logps.npz"))))
   per_iter = [float(w) for w in arrays["sppo__win_rate"]]
   margin = float(config.claim_margin)
   summary = {
@@ -316,6 +343,10 @@ def run_lm_sppo_synthetic(config, workdir):
       "claim_holds": bool(all(b > a for a, b in zip(per_iter, per_iter[1:])) and per_iter[-1] >= 0.5 + margin),
   }
   print("SPPO win rate vs π_ref per iteration: " + ", ".join(f"{w:.3f}" for w in per_iter), flush=True)
+  for name, r in runs.items():
+    if "kl_to_fixed_point_per_iteration" in r:
+      print(f"{name} (history {r['spin_history']}) KL(π* ‖ π) per iteration: "
+            + ", ".join(f"{k:.4f}" for k in r["kl_to_fixed_point_per_iteration"]), flush=True)
   print(f"claim holds: {summary['claim_holds']}", flush=True)
   if config.figure:
     summary["figure"] = _figure(wd, names, arrays, "win_rate", "exact win rate against π_ref", log=False,
