@@ -21,6 +21,7 @@ state donated, on one device. The batch's prompts are the first quarter of each 
 ("response", the trainer's default, or "full") says whether the output head runs only at the positions that
 predict response tokens (`TrainConfig.logits_window`; here 3/4 of them) or at all of them. The FLOP count
 behind `mfu` is the full-head one in both cases (PaLM's convention counts the model, not the shortcut).
+`--attention_impl` picks `TransformerConfig.attention_impl` ("cudnn": cuDNN flash attention on a GPU).
 """
 
 import argparse
@@ -90,6 +91,9 @@ def main(argv=None):
   parser.add_argument("--dtype", default=None)
   parser.add_argument("--tie_embeddings", action="store_true", default=None)
   parser.add_argument("--remat", action="store_true")
+  parser.add_argument("--attention_impl", choices=lm_model.ATTENTION_IMPLS, default="einsum",
+                      help="TransformerConfig.attention_impl: explicit scores, jax.nn.dot_product_attention "
+                           "(XLA), or cuDNN flash attention (NVIDIA GPU, bf16/fp16)")
   parser.add_argument("--steps", type=int, default=3, help="timed steps per mode")
   parser.add_argument("--modes", default="live,precomputed")
   parser.add_argument("--peak_flops", type=float, default=None)
@@ -103,9 +107,11 @@ def main(argv=None):
   config = lm_model.TransformerConfig(
       vocab_size=shape["vocab_size"], d_model=shape["d_model"], num_layers=shape["num_layers"],
       num_heads=shape["num_heads"], d_ff=shape["d_ff"], max_len=shape["seq_len"], style=shape["style"],
-      dtype=shape["dtype"], tie_embeddings=shape["tie_embeddings"], remat=args.remat)
+      dtype=shape["dtype"], tie_embeddings=shape["tie_embeddings"], remat=args.remat,
+      attention_impl=args.attention_impl)
   b, l = shape["pairs"], shape["seq_len"]
   print(f"device: {jax.devices()[0].device_kind} ({jax.devices()[0].platform}); shape: {shape}; "
+        f"attention_impl: {args.attention_impl}; "
         f"params: {lm_model.param_count(jax.eval_shape(lambda: lm_model.init_params(config, jax.random.key(0))))}",
         flush=True)
   peak = args.peak_flops

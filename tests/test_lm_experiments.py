@@ -121,6 +121,7 @@ def test_lm_pretrained_end_to_end(tmp_path, style):
   config.log_every = 1
   config.learning_rate = 1e-3
   config.warmup_steps = 0
+  config.model.attention_impl = "xla" if style == "llama" else "einsum"  # jax.nn.dot_product_attention path
   workdir = tmp_path / "run"
   run = runners.get_runner(config.experiment)
   summary = run(config, str(workdir))

@@ -1,5 +1,6 @@
 """Tests for prefjax.lm.model: shapes, causality, padding, KV cache, bf16, sharding specs, counts."""
 
+import dataclasses
 import functools
 
 import flax.linen as nn
@@ -78,6 +79,11 @@ def test_config_validation():
   cfg = _config("gpt2", num_kv_heads=None, dtype="bfloat16")
   assert cfg.num_kv_heads == HEADS and cfg.dtype == jnp.bfloat16 and cfg.head_dim == D // HEADS
   hash(cfg)  # frozen dataclass: usable as a static argument
+  with pytest.raises(PrefjaxError, match="attention_impl: unknown 'flash'"):
+    _config("llama", attention_impl="flash")
+  with pytest.raises(PrefjaxError, match="'cudnn'.*bfloat16 or float16, got float32"):
+    _config("llama", attention_impl="cudnn")
+  assert _config("llama", attention_impl="cudnn", dtype="bfloat16").attention_impl == "cudnn"
 
 
 @pytest.mark.parametrize("style", ["llama", "gpt2"])
@@ -481,3 +487,30 @@ def test_windowed_head_equals_the_full_forward():
     logprobs.policy_logps(model.apply, params, tokens, loss, attn, window=0)
   with pytest.raises(PrefjaxError, match="logits_positions must be"):
     model.apply(params, tokens, logits_positions_BxR=pos[0])
+
+
+@pytest.mark.parametrize("style", ["llama", "gpt2"])
+def test_dot_product_attention_impl_equals_einsum(style):
+  """attention_impl="xla" (jax.nn.dot_product_attention, the call "cudnn" makes with another kernel) gives
+  the einsum path's logits and gradients: left and right padding, grouped-query heads, packed segments."""
+  cfg, params, model, _ = _setup(style)
+  other = lm.Transformer(dataclasses.replace(cfg, attention_impl="xla"))
+  tokens = _tokens(21, (3, 10))
+  mask = jnp.asarray([[0, 0, 0, 1, 1, 1, 1, 1, 1, 1], [1] * 10, [1, 1, 1, 1, 1, 1, 0, 0, 0, 0]], jnp.int32)
+  segments = jnp.asarray([[0] * 10, [0, 0, 0, 1, 1, 1, 1, 2, 2, 2], [0, 0, 1, 1, 1, 1, 2, 2, 2, 2]], jnp.int32)
+
+  @jax.jit
+  def run(params):
+    out = []
+    for m in (model, other):
+      loss = lambda p, m=m: jnp.sum(jnp.sin(m.apply(p, tokens, attention_mask_BxT=mask)) * mask[:, :, None])
+      out.append((m.apply(params, tokens, attention_mask_BxT=mask),
+                  m.apply(params, tokens, attention_mask_BxT=mask, segment_ids_BxT=segments),
+                  jax.grad(loss)(params)))
+    return out
+
+  (a_logits, a_packed, a_grads), (b_logits, b_packed, b_grads) = run(params)
+  _assert_logits_close(b_logits, a_logits)  # padding positions included: the same mask on both paths
+  _assert_logits_close(b_packed, a_packed)
+  for x, y in zip(jax.tree.leaves(b_grads), jax.tree.leaves(a_grads)):
+    _assert_logits_close(np.asarray(x), np.asarray(y))

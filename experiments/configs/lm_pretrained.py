@@ -65,6 +65,9 @@ def get_config(arg=None):
   c.pack_segments = 0
   c.figure = False
   c.model = ml_collections.ConfigDict({"dtype": "bfloat16"})  # bf16 compute, fp32 params and log-probs.
+  # TransformerConfig.attention_impl: "einsum" (explicit scores), "xla", or "cudnn" (cuDNN flash attention on
+  # an NVIDIA GPU; bf16/fp16 only, so not with the float32 of :quick).
+  c.model.attention_impl = "einsum"
   c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
   if arg.quick:
     c.num_steps = 16

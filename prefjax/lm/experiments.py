@@ -20,6 +20,7 @@ Workdir:
   [E], `<objective>__kl` [E] (exact oracle metrics at the E evaluation steps, step 0 included).
 """
 
+import dataclasses
 import importlib
 import json
 import os
@@ -155,6 +156,9 @@ def _run_jsonl(config, workdir):
   wd.write_config(config)
   shd.initialize_distributed()
   model_config, params = hf_import.import_hf(config.model_dir, dtype=str(config.model.dtype))
+  # The attention kernel is not part of the checkpoint: "cudnn" (flash attention) on NVIDIA GPUs.
+  model_config = dataclasses.replace(model_config,
+                                     attention_impl=str(config.model.get("attention_impl", "einsum")))
   if int(config.max_length) > model_config.max_len:
     raise PrefjaxError(f"config.max_length={config.max_length} exceeds the model's context "
                        f"{model_config.max_len}")

@@ -16,6 +16,12 @@ Precision: parameters are stored in `param_dtype` (float32); activations and mat
 returned in float32 (the unembedding matmul accumulates in float32), so log-probs downstream are float32
 whatever the compute dtype (DESIGN.md §4.10).
 
+Attention (`TransformerConfig.attention_impl`): "einsum" writes the scores `[B, K, G, T, S]` out
+explicitly (the default; every path, the KV cache included); "xla" and "cudnn" call
+`jax.nn.dot_product_attention` for cache-less calls (training and scoring) with the same mask, "cudnn"
+being cuDNN's fused flash-attention kernel on NVIDIA GPUs (bfloat16/float16 compute only), which never
+stores the T × S scores. Generation with a cache always uses "einsum".
+
 Sharding: every parameter carries logical axis names (`nn.with_logical_partitioning`); `LOGICAL_AXIS_RULES`
 maps them to the mesh axes ("data", "fsdp", "tensor") and `param_shardings` turns a parameter tree into
 `NamedSharding`s for a mesh.
@@ -61,6 +67,9 @@ PARAM_LOGICAL_AXES = frozenset(
     ("vocab", "embed", "mlp", "heads", "kv_heads", "kv", "norm", "position"))
 
 
+ATTENTION_IMPLS = ("einsum", "xla", "cudnn")
+
+
 class _Style(NamedTuple):
   norm: str  # key of _NORMS
   mlp: str  # key of _MLPS
@@ -97,6 +106,8 @@ class TransformerConfig:
     init_std: standard deviation of the normal initialiser; projections that write into the residual
       stream use init_std / sqrt(2 num_layers) (GPT-2's scaled initialisation).
     remat: rematerialise each block in the backward pass (saves activation memory).
+    attention_impl: "einsum" (explicit scores), "xla" or "cudnn" (`jax.nn.dot_product_attention` with that
+      implementation; "cudnn" needs an NVIDIA GPU and dtype bfloat16 or float16); see the module docstring.
   """
   vocab_size: int
   d_model: int
@@ -113,6 +124,7 @@ class TransformerConfig:
   tie_embeddings: bool = False
   init_std: float = 0.02
   remat: bool = False
+  attention_impl: str = "einsum"
 
   def __post_init__(self):
     for name in ("vocab_size", "d_model", "num_layers", "num_heads", "d_ff", "max_len"):
@@ -141,6 +153,12 @@ class TransformerConfig:
       if not jnp.issubdtype(dt, jnp.floating):
         raise PrefjaxError(f"TransformerConfig.{name} must be a floating dtype, got {dt}")
       object.__setattr__(self, name, dt)
+    if self.attention_impl not in ATTENTION_IMPLS:
+      raise PrefjaxError(f"TransformerConfig.attention_impl: unknown {self.attention_impl!r}; known: "
+                         f"{list(ATTENTION_IMPLS)}")
+    if self.attention_impl == "cudnn" and self.dtype not in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)):
+      raise PrefjaxError(f"TransformerConfig.attention_impl='cudnn' (cuDNN flash attention) needs dtype "
+                         f"bfloat16 or float16, got {self.dtype}")
     if not self.norm_eps > 0:
       raise PrefjaxError(f"TransformerConfig.norm_eps must be > 0, got {self.norm_eps}")
     if not self.rope_theta > 0:
@@ -355,20 +373,33 @@ class Attention(nn.Module):
       new_cache = LayerCache(k_BxSxKxDh, v_BxSxKxDh)
       k_BxSxKxDh, v_BxSxKxDh = k_BxSxKxDh.astype(dt), v_BxSxKxDh.astype(dt)
 
-    g = h // k
-    q_BxTxKxGxDh = q_BxTxHxDh.reshape(b, t, k, g, dh)
-    scores_BxKxGxTxS = jnp.einsum("btkgh,bskh->bkgts", q_BxTxKxGxDh, k_BxSxKxDh,
-                                  preferred_element_type=jnp.float32) / math.sqrt(dh)
-    scores_BxKxGxTxS = jnp.where(mask_BxTxS[:, None, None, :, :], scores_BxKxGxTxS,
-                                 jnp.finfo(jnp.float32).min)
-    probs_BxKxGxTxS = jax.nn.softmax(scores_BxKxGxTxS, axis=-1).astype(dt)
-    out_BxTxKxGxDh = jnp.einsum("bkgts,bskh->btkgh", probs_BxKxGxTxS, v_BxSxKxDh)
-    out_BxTxHxDh = out_BxTxKxGxDh.reshape(b, t, h, dh)
+    if cfg.attention_impl != "einsum" and layer_cache is None:
+      # The mask already holds causality; is_causal lets a fused kernel skip the blocks above the diagonal.
+      out_BxTxHxDh = jax.nn.dot_product_attention(
+          q_BxTxHxDh, k_BxSxKxDh, v_BxSxKxDh, mask=mask_BxTxS[:, None, :, :], is_causal=True,
+          scale=1.0 / math.sqrt(dh), implementation=cfg.attention_impl)
+    else:
+      out_BxTxHxDh = _einsum_attention(q_BxTxHxDh, k_BxSxKxDh, v_BxSxKxDh, mask_BxTxS, dt)
     y_BxTxD = jnp.einsum("bthk,hkd->btd", out_BxTxHxDh, wo_HxDhxD.astype(dt))
     if style.use_bias:
       bo_D = _param(self, "out_bias", nn.initializers.zeros, (d,), ("embed",))
       y_BxTxD = y_BxTxD + bo_D.astype(dt)[None, None, :]
     return y_BxTxD, new_cache
+
+
+def _einsum_attention(q_BxTxHxDh, k_BxSxKxDh, v_BxSxKxDh, mask_BxTxS, dt):
+  """Grouped-query attention with explicit float32 scores; returns `[B, T, H, Dh]` in `dt`."""
+  b, t, h, dh = q_BxTxHxDh.shape
+  k = k_BxSxKxDh.shape[2]
+  g = h // k
+  q_BxTxKxGxDh = q_BxTxHxDh.reshape(b, t, k, g, dh)
+  scores_BxKxGxTxS = jnp.einsum("btkgh,bskh->bkgts", q_BxTxKxGxDh, k_BxSxKxDh,
+                                preferred_element_type=jnp.float32) / math.sqrt(dh)
+  scores_BxKxGxTxS = jnp.where(mask_BxTxS[:, None, None, :, :], scores_BxKxGxTxS,
+                               jnp.finfo(jnp.float32).min)
+  probs_BxKxGxTxS = jax.nn.softmax(scores_BxKxGxTxS, axis=-1).astype(dt)
+  out_BxTxKxGxDh = jnp.einsum("bkgts,bskh->btkgh", probs_BxKxGxTxS, v_BxSxKxDh)
+  return out_BxTxKxGxDh.reshape(b, t, h, dh)
 
 
 class Block(nn.Module):
