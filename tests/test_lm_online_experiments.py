@@ -94,4 +94,4 @@ def test_spin_fixed_point_kl_is_zero_exactly_at_the_tabular_dynamics_fixed_point
     out = online_experiments._spin_fixed_point_kls(task, ref, cfg, path)  # pylint: disable=protected-access
     kl_other = float(np.mean(np.sum(np.exp(star) * (star - other), axis=-1)))
     np.testing.assert_allclose(out["kl_to_fixed_point_per_iteration"], [0.0, kl_other], atol=1e-12)
-    assert kl_other > 0.01 and out["spin_history"] == 2
+    assert kl_other > 0.01 and out["spin_history"] == 2 and out["kl_to_fixed_point_steps"] == [0, 7]

@@ -294,7 +294,7 @@ def _spin_fixed_point_kls(task, ref_logp_CxN, cfg, path):
   The exact (α-)SPIN iteration over tabular policies (`prefjax.games.dynamics.spin_step`, any history h)
   stops where the opponent equals the iterate: log π* = (α log π_ref + η log μ)/(α + η) + c with η = 1/λ
   (α = 0, SPIN: π* = μ, the data distribution). Returns the KL averaged over prompts for each stored
-  evaluation (one per iteration; step 0 is π_ref).
+  evaluation (one per iteration; step 0 is π_ref) and those evaluations' steps.
   """
   alpha = cfg.spin_alpha if cfg.algorithm == "alpha_spin" else 0.0
   eta = 1.0 / cfg.spin_lambda
@@ -302,7 +302,7 @@ def _spin_fixed_point_kls(task, ref_logp_CxN, cfg, path):
   with np.load(path) as data:
     steps = sorted(int(k) for k in data.files)
     kls = [float(np.mean(np.sum(np.exp(star) * (star - _normalise(data[str(k)])), axis=-1))) for k in steps]
-  return {"spin_history": cfg.spin_history, "kl_to_fixed_point_per_iteration": kls,
+  return {"spin_history": cfg.spin_history, "kl_to_fixed_point_per_iteration": kls, "kl_to_fixed_point_steps": steps,
           "fixed_point": "π* ∝ exp((α log π_ref + η log μ)/(α + η)), η = 1/λ (μ for SPIN)"}
 
 
@@ -349,24 +349,35 @@ def run_lm_sppo_synthetic(config, workdir):
             + ", ".join(f"{k:.4f}" for k in r["kl_to_fixed_point_per_iteration"]), flush=True)
   print(f"claim holds: {summary['claim_holds']}", flush=True)
   if config.figure:
+    fixed = {n: (f"{n} (history {r['spin_history']})", r["kl_to_fixed_point_steps"],
+                 r["kl_to_fixed_point_per_iteration"]) for n, r in runs.items() if "kl_to_fixed_point_steps" in r}
     summary["figure"] = _figure(wd, names, arrays, "win_rate", "exact win rate against π_ref", log=False,
-                                ref=0.5)
+                                ref=0.5, extra=("KL(π* ‖ π), π* the SPIN fixed point", fixed) if fixed else None)
   summary["seconds"] = time.time() - t0
   wd.write_summary(summary)
   return summary
 
 
-def _figure(wd, names, arrays, key, label, log, ref):
+def _figure(wd, names, arrays, key, label, log, ref, extra=None):
+  """`key` and KL(π ‖ π_ref) against steps per algorithm; `extra = (label, {algorithm: (legend, steps,
+  values)})` adds a third panel (log scale). Each algorithm keeps its colour across the panels."""
   plt = _plt()
-  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  fig, axes = plt.subplots(1, 3 if extra else 2, figsize=(15 if extra else 10, 4))
+  colour = {name: f"C{i}" for i, name in enumerate(names)}
   for name in names:
-    axes[0].plot(arrays[f"{name}__step"], arrays[f"{name}__{key}"], marker="o", ms=3, label=name)
-    axes[1].plot(arrays[f"{name}__step"], arrays[f"{name}__kl"], marker="o", ms=3, label=name)
+    axes[0].plot(arrays[f"{name}__step"], arrays[f"{name}__{key}"], marker="o", ms=3, label=name, c=colour[name])
+    axes[1].plot(arrays[f"{name}__step"], arrays[f"{name}__kl"], marker="o", ms=3, label=name, c=colour[name])
   axes[0].axhline(ref, color="gray", ls=":", label="π_ref")
   if log:
     axes[0].set_yscale("log")
   axes[0].set_ylabel(label)
   axes[1].set_ylabel("KL(π ‖ π_ref)")
+  if extra:
+    extra_label, curves = extra
+    for name, (legend, steps, values) in curves.items():
+      axes[2].plot(steps, values, marker="o", ms=3, label=legend, c=colour[name])
+    axes[2].set_yscale("log")
+    axes[2].set_ylabel(extra_label)
   for ax in axes:
     ax.set_xlabel("online steps")
     ax.legend(fontsize=8)
