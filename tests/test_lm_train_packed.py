@@ -21,6 +21,7 @@ import pytest
 from prefjax import objectives
 from prefjax.errors import PrefjaxError
 from prefjax.lm import data as lm_data
+from prefjax.lm import logprobs as lm_logprobs
 from prefjax.lm import model as lm_model
 from prefjax.lm import train as tr
 from prefjax.lm.tokenizer import load_tokenizer
@@ -80,8 +81,9 @@ def _close(a, b, scale=None):
 
 def test_packed_step_equals_unpacked_step_on_the_same_pairs(tmp_path):
   """Loss, metrics and AdamW update of a packed batch (4 rows, grad_accum 2, 6 + 5 real pairs, rows with
-  fewer than S pairs) equal the unpacked step on the same 11 pairs; a length-normalised objective stays
-  finite with absent slots; a mean of micro-batch means would differ (so the test can fail)."""
+  fewer than S pairs) equal the unpacked step on the same 11 pairs, with the head at every position and only
+  at the response tokens' (window); a length-normalised objective stays finite with absent slots; a mean of
+  micro-batch means would differ (so the test can fail)."""
   config, params, ref_params = _model()
   ds = _dataset(tmp_path)
   s = 3
@@ -103,20 +105,26 @@ def test_packed_step_equals_unpacked_step_on_the_same_pairs(tmp_path):
   cfg_packed = tr.TrainConfig(batch_size=4, grad_accum=2, pack_segments=s, **common)
   cfg_alone = tr.TrainConfig(batch_size=n, grad_accum=1, **common)
   mesh = tr.shd.make_mesh(devices=jax.devices()[:1])
+  window = max(lm_logprobs.max_scored(batch[f"{side}_loss_mask_BxL"]) for side in tr.SIDES)
+  assert window < MAX_LENGTH - 1 - s  # the windowed head really skips the prompts' positions
   out = {}
-  for name, cfg, b, accum in (("packed", cfg_packed, batch, 2), ("alone", cfg_alone, alone, 1)):
+  for name, cfg, b, accum, win in (("packed", cfg_packed, batch, 2, None), ("alone", cfg_alone, alone, 1, None),
+                                   ("windowed", cfg_packed, batch, 2, window)):
     state = tr.init_state(config, cfg, params, jax.random.key(0), mesh)
-    new, m = jax.jit(tr.make_train_step(config, cfg, live_reference=True))(state, _stack(b, accum),
-                                                                            ref_params)
+    new, m = jax.jit(tr.make_train_step(config, cfg, live_reference=True, window=win))(
+        state, _stack(b, accum), ref_params)
     out[name] = (jax.device_get(m), jax.tree.map(lambda x, y: np.asarray(x) - np.asarray(y),
                                                  jax.device_get(new.params), jax.device_get(params)))
-  (mp, up), (ma, ua) = out["packed"], out["alone"]
-  assert bool(mp["finite"]) and all(np.all(np.isfinite(x)) for x in jax.tree.leaves(up))
-  for k in METRICS + ("grad_norm",):
-    _close(mp[k], ma[k], scale=max(abs(float(ma[k])), 1.0))
+  (ma, ua) = out["alone"]
   top = max(float(np.max(np.abs(x))) for x in jax.tree.leaves(ua))
   assert top > 1e-3  # the step moved the parameters
-  jax.tree.map(lambda a, b: _close(a, b, scale=top), up, ua)
+  for name in ("packed", "windowed"):
+    mp, up = out[name]
+    assert bool(mp["finite"]) and all(np.all(np.isfinite(x)) for x in jax.tree.leaves(up))
+    for k in METRICS + ("grad_norm",):
+      _close(mp[k], ma[k], scale=max(abs(float(ma[k])), 1.0))
+    jax.tree.map(lambda a, b: _close(a, b, scale=top), up, ua)
+  mp = out["packed"][0]
 
   # Independent per-pair losses (unpacked forward + the objective): the mean over all 11 pairs is the loss;
   # the mean of the two micro-batch means is measurably different.
@@ -129,6 +137,22 @@ def test_packed_step_equals_unpacked_step_on_the_same_pairs(tmp_path):
   wrong = 0.5 * (losses[:micro_pairs[0]].mean() + losses[micro_pairs[0]:].mean())
   _close(mp["loss"], want, scale=max(abs(want), 1.0))
   assert abs(wrong - want) > 30 * RTOL * max(abs(want), 1.0), (wrong, want)
+
+
+def test_logits_window_for_packed_rows_counts_response_tokens():
+  """Packed rows: R = the most response tokens in a row (not their span), rounded up to WINDOW_MULTIPLE."""
+  length = 300
+  mask = np.zeros((2, length), np.int32)
+  mask[0, [5, 6, 7, 150, 151, 290]] = 1  # spread over 286 positions, 6 tokens
+  mask[1, 10:80] = 1  # 70 tokens: the widest count
+  batch = {f"{side}_{k}": np.zeros_like(mask) for side in tr.SIDES for k in ("tokens_BxL", "loss_mask_BxL")}
+  batch["rejected_loss_mask_BxL"] = mask
+  packed = tr.TrainConfig(objective="sigmoid", batch_size=2, pack_segments=3)
+  assert tr.logits_window_for(batch, packed) == 2 * tr.WINDOW_MULTIPLE == 128
+  unpacked = tr.TrainConfig(objective="sigmoid", batch_size=2)  # the span (286) rounds to 320 ≥ L − 1
+  assert tr.logits_window_for(batch, unpacked) is None
+  assert tr.logits_window_for(batch, tr.TrainConfig(objective="sigmoid", batch_size=2, pack_segments=3,
+                                                    logits_window="full")) is None
 
 
 def test_length_normalised_objective_is_finite_with_absent_slots():

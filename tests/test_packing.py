@@ -6,7 +6,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
+from prefjax.errors import PrefjaxError
 from prefjax.lm import data
 from prefjax.lm import logprobs
 from prefjax.lm import model as lm
@@ -34,11 +36,20 @@ def test_packed_iterator_batch_scores_like_unpacked_pairs():
   rng = np.random.default_rng(0)
   params = jax.tree.map(lambda x: jnp.asarray(0.3 * rng.normal(size=x.shape), x.dtype), shapes)
   apply_fn = lm.Transformer(cfg).apply
+  # The head only at the positions predicting response tokens: each row's response tokens, spread along it.
+  window = max(logprobs.max_scored(batch[f"{side}_loss_mask_BxL"]) for side in ("chosen", "rejected"))
+  assert window < MAX_LENGTH - 1 - PACK  # the prompts' positions are really skipped
 
   @jax.jit
   def run(params, batch, alone):
-    out = {}
+    out, windowed = {}, {}
     for side in ("chosen", "rejected"):
+      args = (apply_fn, params, batch[f"{side}_tokens_BxL"], batch[f"{side}_loss_mask_BxL"],
+              batch[f"{side}_segment_ids_BxL"], batch[f"{side}_positions_BxL"], PACK,
+              batch[f"{side}_attention_mask_BxL"])
+      windowed[side] = [logprobs.policy_segment_logps(*args, reduction=r, window=w)
+                        for r, w in (("sum", window), ("mean", window), ("sum", MAX_LENGTH + 3))]
+      windowed[side].append(logprobs.policy_segment_logps(*args, reduction="mean"))
       out[side] = (
           logprobs.policy_segment_logps(
               apply_fn, params, batch[f"{side}_tokens_BxL"], batch[f"{side}_loss_mask_BxL"],
@@ -51,9 +62,9 @@ def test_packed_iterator_batch_scores_like_unpacked_pairs():
               attention_mask_BxT=batch[f"{side}_attention_mask_BxL"],
               positions_BxT=batch[f"{side}_positions_BxL"],
               segment_ids_BxT=batch[f"{side}_segment_ids_BxL"]), batch[f"{side}_tokens_BxL"]))
-    return out
+    return out, windowed
 
-  out = run(params, jax.tree.map(jnp.asarray, batch), jax.tree.map(jnp.asarray, alone))
+  out, windowed = run(params, jax.tree.map(jnp.asarray, batch), jax.tree.map(jnp.asarray, alone))
   for side, (packed, single, tok) in out.items():
     k = 0
     for b, row in enumerate(packed_rows):
@@ -69,3 +80,13 @@ def test_packed_iterator_batch_scores_like_unpacked_pairs():
     want = data.segment_sums(tok, batch[f"{side}_loss_mask_BxL"], batch[f"{side}_segment_ids_BxL"],
                              PACK)
     np.testing.assert_allclose(packed.logps, want, rtol=1e-5, atol=1e-6)
+    # The windowed head: the same per-pair log-probs and counts (sum and mean; a window wider than the row).
+    win_sum, win_mean, wide, full_mean = windowed[side]
+    for got, ref in ((win_sum, packed), (win_mean, full_mean), (wide, packed)):
+      np.testing.assert_allclose(got.logps, ref.logps, rtol=1e-5, atol=1e-6)
+      np.testing.assert_array_equal(got.counts, ref.counts)
+  side = max(("chosen", "rejected"), key=lambda x: logprobs.max_scored(batch[f"{x}_loss_mask_BxL"]))
+  with pytest.raises(PrefjaxError, match=f"window={window - 1} does not cover"):
+    logprobs.policy_segment_logps(apply_fn, params, batch[f"{side}_tokens_BxL"], batch[f"{side}_loss_mask_BxL"],
+                                  batch[f"{side}_segment_ids_BxL"], batch[f"{side}_positions_BxL"], PACK,
+                                  window=window - 1)

@@ -336,20 +336,7 @@ def segment_logps(token_logps_BxL, loss_mask_BxL, segment_ids_BxL, max_segments,
   if mask_BxL.shape != logp_BxL.shape:
     raise PrefjaxError(f"{fn}: loss_mask shape {mask_BxL.shape} != token_logps shape "
                        f"{logp_BxL.shape}")
-  if _is_concrete(mask_BxL, seg_BxL) and mask_BxL.size:
-    m, sg = np.asarray(mask_BxL), np.asarray(seg_BxL)
-    if not np.all((m == 0) | (m == 1)):
-      raise PrefjaxError(f"{fn}: loss_mask must contain only 0/1 (or booleans)")
-    if m[:, 0].any():
-      raise PrefjaxError(f"{fn}: loss_mask[:, 0] must be 0: the first token has no prediction")
-    if np.any((m != 0) & ((sg < 1) | (sg > max_segments))):
-      raise PrefjaxError(f"{fn}: loss_mask selects tokens whose segment id is not in "
-                         f"1..max_segments={max_segments}")
-    cross = (m[:, 1:] != 0) & (sg[:, 1:] != sg[:, :-1])
-    if cross.any():
-      b, t = np.argwhere(cross)[0]
-      raise PrefjaxError(f"{fn}: loss_mask scores token {t + 1} of row {b}, which follows a token "
-                         f"of another segment (each segment must start with an unscored prompt)")
+  _check_segment_mask(fn, mask_BxL, seg_BxL, max_segments)
   mask_BxL = mask_BxL.astype(jnp.bool_).at[:, 0].set(False)
   sums_BxS = data.segment_sums(jnp.where(mask_BxL, logp_BxL, 0.0), mask_BxL.astype(logp_BxL.dtype),
                                seg_BxL, max_segments)
@@ -358,9 +345,62 @@ def segment_logps(token_logps_BxL, loss_mask_BxL, segment_ids_BxL, max_segments,
   return SequenceLogps(REDUCTIONS[reduction](sums_BxS, counts_BxS), counts_BxS)
 
 
+def _check_segment_mask(fn, mask_BxL, seg_BxL, max_segments):
+  """Concrete masks: 0/1, column 0 unscored, segment ids in range, no scored token after another segment's."""
+  if not (_is_concrete(mask_BxL, seg_BxL) and np.size(mask_BxL)):
+    return
+  m, sg = np.asarray(mask_BxL), np.asarray(seg_BxL)
+  if not np.all((m == 0) | (m == 1)):
+    raise PrefjaxError(f"{fn}: loss_mask must contain only 0/1 (or booleans)")
+  if m[:, 0].any():
+    raise PrefjaxError(f"{fn}: loss_mask[:, 0] must be 0: the first token has no prediction")
+  if np.any((m != 0) & ((sg < 1) | (sg > max_segments))):
+    raise PrefjaxError(f"{fn}: loss_mask selects tokens whose segment id is not in "
+                       f"1..max_segments={max_segments}")
+  cross = (m[:, 1:] != 0) & (sg[:, 1:] != sg[:, :-1])
+  if cross.any():
+    b, t = np.argwhere(cross)[0]
+    raise PrefjaxError(f"{fn}: loss_mask scores token {t + 1} of row {b}, which follows a token "
+                       f"of another segment (each segment must start with an unscored prompt)")
+
+
+def max_scored(loss_mask_BxL):
+  """The largest number of scored tokens in a row (numpy): the smallest `window` of
+  `policy_segment_logps(..., window=)` that covers every scored token."""
+  m = np.asarray(loss_mask_BxL) != 0
+  if m.ndim != 2:
+    raise PrefjaxError(f"max_scored: loss_mask must be [batch, length], got shape {m.shape}")
+  return int(m[:, 1:].sum(axis=1).max(initial=0))
+
+
+def scored_positions(loss_mask_BxL, window):
+  """Each row's first `window` scored tokens, in order: `(positions_BxR, targets_BxR, valid_BxR)`.
+
+  `targets` are the scored tokens' indices t (t ≥ 1), `positions` = t − 1 the positions whose logits predict
+  them, `valid` False on the slots past a row's last scored token (their indices are 0). Unlike
+  `window_positions` the R positions need not be contiguous: a packed row's responses are spread along it.
+  """
+  mask_BxL = jnp.asarray(loss_mask_BxL).astype(jnp.bool_).at[:, 0].set(False)
+  length = mask_BxL.shape[1]
+  order_BxL = jnp.argsort(~mask_BxL, axis=1, stable=True).astype(jnp.int32)  # scored indices first
+  if window > length:
+    order_BxL = jnp.pad(order_BxL, ((0, 0), (0, window - length)))  # index 0: never scored
+  targets_BxR = order_BxL[:, :window]
+  valid_BxR = jnp.take_along_axis(mask_BxL, targets_BxR, axis=1)
+  targets_BxR = jnp.where(valid_BxR, targets_BxR, 0)
+  return jnp.maximum(targets_BxR - 1, 0), targets_BxR, valid_BxR
+
+
 def policy_segment_logps(apply_fn, params, tokens_BxL, loss_mask_BxL, segment_ids_BxL,
-                         positions_BxL, max_segments, attention_mask_BxL=None, *, reduction="sum"):
+                         positions_BxL, max_segments, attention_mask_BxL=None, *, reduction="sum",
+                         window=None):
   """Per-segment log-probs of a model on packed rows: a segment-aware forward, then `segment_logps`.
+
+  With `window=R` the output head runs only at the R positions per row that predict its scored tokens
+  (`scored_positions`; the prompts' positions are skipped, wherever the row's segments put them): the same
+  log-probs up to float32 rounding for a fraction R / L of the head's FLOPs. R must be at least every row's
+  number of scored tokens (`max_scored`): checked when the mask is concrete; under jit, scored tokens past
+  the R-th of a row are not counted, so compute R on the host (as `prefjax.lm.train` does).
 
   Args:
     apply_fn: `Transformer(config).apply` or any function `(params, tokens_BxL, attention_mask_BxT=,
@@ -373,14 +413,51 @@ def policy_segment_logps(apply_fn, params, tokens_BxL, loss_mask_BxL, segment_id
     max_segments: S.
     attention_mask_BxL: optional, 1 for real tokens; default: segment id > 0.
     reduction: "sum" or "mean".
+    window: optional static int R ≥ 1 (see above; `apply_fn` must then take `logits_positions_BxR=`).
+      Default None: the head at all L positions.
 
   Returns:
     `SequenceLogps(logps [B, S], counts [B, S] int32)`.
   """
   if attention_mask_BxL is None:
     attention_mask_BxL = jnp.asarray(segment_ids_BxL) > 0
-  logits_BxLxV = apply_fn(params, tokens_BxL, attention_mask_BxT=attention_mask_BxL,
-                          positions_BxT=positions_BxL, segment_ids_BxT=segment_ids_BxL)
-  logp_BxL = token_logps(logits_BxLxV, tokens_BxL)
-  return segment_logps(logp_BxL, loss_mask_BxL, segment_ids_BxL, max_segments,
-                       reduction=reduction)
+  kw = dict(attention_mask_BxT=attention_mask_BxL, positions_BxT=positions_BxL, segment_ids_BxT=segment_ids_BxL)
+  if window is None:
+    logits_BxLxV = apply_fn(params, tokens_BxL, **kw)
+    logp_BxL = token_logps(logits_BxLxV, tokens_BxL)
+    return segment_logps(logp_BxL, loss_mask_BxL, segment_ids_BxL, max_segments,
+                         reduction=reduction)
+  fn = "policy_segment_logps"
+  if reduction not in REDUCTIONS:
+    raise PrefjaxError(f"{fn}: unknown reduction {reduction!r}; known: {sorted(REDUCTIONS)}")
+  if not isinstance(max_segments, (int, np.integer)) or max_segments < 1:
+    raise PrefjaxError(f"{fn}: max_segments must be a positive integer, got {max_segments!r}")
+  if not isinstance(window, (int, np.integer)) or window < 1:
+    raise PrefjaxError(f"{fn}: window must be a positive integer, got {window!r}")
+  tokens_BxL = jnp.asarray(tokens_BxL)
+  if tokens_BxL.ndim != 2:
+    raise PrefjaxError(f"{fn}: tokens must be [batch, length], got shape {tokens_BxL.shape}")
+  mask_BxL = jnp.asarray(loss_mask_BxL)
+  if mask_BxL.shape != tokens_BxL.shape:
+    raise PrefjaxError(f"{fn}: loss_mask shape {mask_BxL.shape} != tokens shape {tokens_BxL.shape}")
+  seg_BxL = jnp.asarray(segment_ids_BxL)
+  if seg_BxL.shape != tokens_BxL.shape or not jnp.issubdtype(seg_BxL.dtype, jnp.integer):
+    raise PrefjaxError(f"{fn}: segment_ids must be integers of the tokens' shape {tokens_BxL.shape}, got "
+                       f"{seg_BxL.dtype} {seg_BxL.shape}")
+  _check_segment_mask(fn, mask_BxL, seg_BxL, max_segments)
+  if _is_concrete(mask_BxL) and mask_BxL.size and max_scored(np.asarray(mask_BxL)) > window:
+    raise PrefjaxError(f"{fn}: window={window} does not cover the scored tokens (a row scores "
+                       f"{max_scored(np.asarray(mask_BxL))}; use window >= max_scored(loss_mask))")
+  positions_BxR, targets_BxR, valid_BxR = scored_positions(mask_BxL, int(window))
+  logits_BxRxV = apply_fn(params, tokens_BxL, logits_positions_BxR=positions_BxR, **kw)
+  logits_BxRxV = logits_BxRxV.astype(_float_dtype(logits_BxRxV))
+  tok_BxR = jnp.take_along_axis(tokens_BxL, targets_BxR, axis=1)
+  lse_BxR = jax.nn.logsumexp(logits_BxRxV, axis=-1)
+  picked_BxR = jnp.take_along_axis(logits_BxRxV, tok_BxR[:, :, None], axis=-1)[:, :, 0]
+  seg_BxR = jnp.take_along_axis(seg_BxL, targets_BxR, axis=1)
+  weight_BxR = valid_BxR.astype(picked_BxR.dtype)
+  sums_BxS = data.segment_sums(jnp.where(valid_BxR, picked_BxR - lse_BxR, 0.0), weight_BxR, seg_BxR,
+                               max_segments)
+  counts_BxS = data.segment_sums(valid_BxR.astype(jnp.int32), valid_BxR.astype(jnp.int32), seg_BxR,
+                                 max_segments).astype(jnp.int32)
+  return SequenceLogps(REDUCTIONS[reduction](sums_BxS, counts_BxS), counts_BxS)

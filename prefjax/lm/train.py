@@ -23,10 +23,12 @@ optimiser step, padding included, divided by the step's wall time), step_seconds
 second / the device's peak; PaLM's convention, `flops_per_token`, plus a forward pass per token for a live
 reference), and eval/* from the caller's evaluation function.
 
-On unpacked batches the output head (the vocabulary-sized matmul and log-softmax) runs only at the positions
-that predict response tokens (`TrainConfig.logits_window = "response"`, the default: a static window of R
-positions per row, R the batch's widest response span rounded up to `WINDOW_MULTIPLE`, one compiled step per
-distinct R; `logprobs.policy_logps(window=)`), the same log-probs as the full head up to float32 rounding.
+The output head (the vocabulary-sized matmul and log-softmax) runs only at the positions that predict
+response tokens (`TrainConfig.logits_window = "response"`, the default: a static window of R positions per
+row, one compiled step per distinct R; `logits_window_for`), the same log-probs as the full head up to
+float32 rounding. Unpacked rows: R = the batch's widest response span rounded up to `WINDOW_MULTIPLE`
+(`logprobs.policy_logps(window=)`); packed rows, whose responses are spread along the row: R = the largest
+number of response tokens in a row, rounded up likewise (`logprobs.policy_segment_logps(window=)`).
 
 Packed batches (`TrainConfig.pack_segments = S > 0`): the dataset's iterator is asked for rows holding up
 to S pairs each (`prefjax.lm.data.PreferenceDataset.iterator(B, pack_segments=S)`, `PackedBatchIterator`;
@@ -133,9 +135,9 @@ class TrainConfig:
       (`dataset.iterator(batch_size, seed=, pack_segments=S)`; see the module docstring). Not with
       batch-coupled objectives.
     logits_window: "response" (default): the output head and log-softmax run only at the positions that
-      predict response tokens (`logprobs.policy_logps(window=R)`, R = the batch's widest response span
-      rounded up to a multiple of `WINDOW_MULTIPLE`, one compiled step per distinct R; `logits_window_for`);
-      "full": at every position. The same log-probs up to float32 rounding; unpacked batches only.
+      predict response tokens (R positions per row, rounded up to a multiple of `WINDOW_MULTIPLE`, one
+      compiled step per distinct R; `logits_window_for`); "full": at every position. The same log-probs up
+      to float32 rounding, packed or not.
   """
   objective: Any = "sigmoid"
   beta: float = 0.1
@@ -288,17 +290,18 @@ WINDOW_MULTIPLE = 64
 
 
 def logits_window_for(batch, cfg):
-  """The static head window R of an unpacked batch (`TrainConfig.logits_window`), or None for all positions.
+  """The static head window R of a batch (`TrainConfig.logits_window`), or None for all positions.
 
-  R = the widest span of scored tokens over the chosen and rejected rows (`logprobs.response_span`), rounded
-  up to a multiple of `WINDOW_MULTIPLE`; None when that is not shorter than L − 1 (short sequences keep the
-  full head), for "full", and for packed batches.
+  Unpacked: R = the widest span of scored tokens over the chosen and rejected rows
+  (`logprobs.response_span`); packed (`cfg.pack_segments`): the largest number of scored tokens in a row
+  (`logprobs.max_scored`). Rounded up to a multiple of `WINDOW_MULTIPLE`; None when that is not shorter
+  than L − 1 (short sequences keep the full head) and for "full".
   """
-  if cfg.logits_window == "full" or cfg.pack_segments:
+  if cfg.logits_window == "full":
     return None
   length = np.shape(batch["chosen_tokens_BxL"])[-1]
-  span = max(logprobs.response_span(np.reshape(batch[f"{side}_loss_mask_BxL"], (-1, length)))
-             for side in SIDES)
+  need = logprobs.max_scored if cfg.pack_segments else logprobs.response_span
+  span = max(need(np.reshape(batch[f"{side}_loss_mask_BxL"], (-1, length))) for side in SIDES)
   window = -(-max(span, 1) // WINDOW_MULTIPLE) * WINDOW_MULTIPLE
   return window if window < length - 1 else None
 
@@ -325,11 +328,13 @@ def make_logps_fn(model_config, reduction="sum", window=None):
   return fn
 
 
-def make_packed_logps_fn(model_config, max_segments, reduction="sum"):
+def make_packed_logps_fn(model_config, max_segments, reduction="sum", window=None):
   """`fn(params, batch) -> (chosen [B, S], rejected [B, S], chosen_counts [B, S], rejected_counts [B, S])`.
 
   Per-pair log-probs of a packed batch (`PACKED_KEYS`): one segment-aware forward over the concatenated
   `[2B, L]` chosen and rejected rows (`logprobs.policy_segment_logps`); absent pair slots give 0 and count 0.
+  With `window=R` the head runs only at the R positions per row that predict its response tokens; R must
+  be at least every row's number of response tokens (`logits_window_for`).
   """
   apply_fn = lm_model.Transformer(model_config).apply
 
@@ -337,7 +342,7 @@ def make_packed_logps_fn(model_config, max_segments, reduction="sum"):
     cat = lambda kind: jnp.concatenate([batch[f"chosen_{kind}_BxL"], batch[f"rejected_{kind}_BxL"]], 0)
     out = logprobs.policy_segment_logps(
         apply_fn, params, cat("tokens"), cat("loss_mask"), cat("segment_ids"), cat("positions"),
-        max_segments, cat("attention_mask"), reduction=reduction)
+        max_segments, cat("attention_mask"), reduction=reduction, window=window)
     b = batch["chosen_tokens_BxL"].shape[0]
     return out.logps[:b], out.logps[b:], out.counts[:b], out.counts[b:]
 
@@ -411,12 +416,12 @@ def make_train_step(model_config, cfg, *, live_reference, window=None):
   Σ num_pairs_B (each micro-batch contributes Σ_its pairs / total; the micro-batch sums are added, not
   averaged).
 
-  `window`: the static head window of unpacked batches (`logits_window_for`; None: every position).
+  `window`: the static head window (`logits_window_for`; None: every position).
   """
   tx, schedule = make_optimizer(cfg)
   packed = cfg.pack_segments > 0
   if packed:
-    logps_fn = make_packed_logps_fn(model_config, cfg.pack_segments, cfg.reduction)
+    logps_fn = make_packed_logps_fn(model_config, cfg.pack_segments, cfg.reduction, window)
     grad_fn = jax.value_and_grad(
         lambda p, micro, ref, n: _packed_loss_fn(p, micro, ref, n, logps_fn=logps_fn, cfg=cfg),
         has_aux=True)
@@ -883,7 +888,7 @@ def _compiled(model_config, cfg, live, mesh, window=None):
   jstep = jax.jit(make_train_step(model_config, cfg, live_reference=live, window=window),
                   out_shardings=(shardings, None), donate_argnums=(0,))
   if cfg.pack_segments:
-    logps_fn = jax.jit(make_packed_logps_fn(model_config, cfg.pack_segments, cfg.reduction))
+    logps_fn = jax.jit(make_packed_logps_fn(model_config, cfg.pack_segments, cfg.reduction, window))
   else:
     logps_fn = jax.jit(make_logps_fn(model_config, cfg.reduction, window))
   if key is not None:
