@@ -22,6 +22,9 @@ state donated, on one device. The batch's prompts are the first quarter of each 
 predict response tokens (`TrainConfig.logits_window`; here 3/4 of them) or at all of them. The FLOP count
 behind `mfu` is the full-head one in both cases (PaLM's convention counts the model, not the shortcut).
 `--attention_impl` picks `TransformerConfig.attention_impl` ("cudnn": cuDNN flash attention on a GPU).
+`--pack_segments=S` packs S pairs side by side into each row (segment-aware attention, per-pair losses;
+`TrainConfig.pack_segments`), each segment of L/S tokens a quarter prompt and three quarters response, so
+`--pairs` counts rows; the response window then covers the rows' response tokens wherever they lie.
 """
 
 import argparse
@@ -76,6 +79,28 @@ def _peak_memory():
   return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux: KiB
 
 
+def _batch(rows, length, vocab_size, pack_segments):
+  """A `[1, rows, length]` step batch: a quarter prompt, then response, per row (or per each of the
+  `pack_segments` segments of a packed row, with segment ids, per-segment positions and num_pairs_B)."""
+  rng = np.random.default_rng(0)
+  segments = max(pack_segments, 1)
+  seg_len = length // segments
+  seg_ids = np.minimum(np.arange(length) // seg_len, segments - 1) + 1  # the last segment takes the rest
+  starts = (seg_ids - 1) * seg_len
+  positions = np.arange(length) - starts
+  batch = {}
+  for side in ("chosen", "rejected"):
+    batch[f"{side}_tokens_BxL"] = rng.integers(0, vocab_size, (1, rows, length), dtype=np.int32)
+    batch[f"{side}_loss_mask_BxL"] = np.broadcast_to(positions >= seg_len // 4, (1, rows, length)).astype(np.int32)
+    batch[f"{side}_attention_mask_BxL"] = np.ones((1, rows, length), np.int32)
+    if pack_segments:
+      batch[f"{side}_segment_ids_BxL"] = np.broadcast_to(seg_ids, (1, rows, length)).astype(np.int32)
+      batch[f"{side}_positions_BxL"] = np.broadcast_to(positions, (1, rows, length)).astype(np.int32)
+  if pack_segments:
+    batch["num_pairs_B"] = np.full((1, rows), pack_segments, np.int32)
+  return batch
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--preset", choices=sorted(PRESETS), default=None)
@@ -97,6 +122,8 @@ def main(argv=None):
   parser.add_argument("--steps", type=int, default=3, help="timed steps per mode")
   parser.add_argument("--modes", default="live,precomputed")
   parser.add_argument("--peak_flops", type=float, default=None)
+  parser.add_argument("--pack_segments", type=int, default=0,
+                      help="S > 0: S pairs per row (TrainConfig.pack_segments); --pairs then counts rows")
   parser.add_argument("--logits_window", choices=("response", "full"), default="response",
                       help="TrainConfig.logits_window: the head at response positions only, or everywhere")
   args = parser.parse_args(argv)
@@ -123,30 +150,28 @@ def main(argv=None):
   else:
     print(f"peak_flops: {peak:.4g}")
 
-  rng = np.random.default_rng(0)
-  prompt = l // 4
-  batch = {}
-  for side in ("chosen", "rejected"):
-    batch[f"{side}_tokens_BxL"] = rng.integers(0, shape["vocab_size"], (1, b, l), dtype=np.int32)
-    mask = np.zeros((1, b, l), np.int32)
-    mask[:, :, prompt:] = 1
-    batch[f"{side}_loss_mask_BxL"] = mask
-    batch[f"{side}_attention_mask_BxL"] = np.ones((1, b, l), np.int32)
+  batch = _batch(b, l, shape["vocab_size"], args.pack_segments)
   mesh = shd.make_mesh(devices=jax.devices()[:1])
   params = jax.jit(lambda k: nn.unbox(lm_model.init_params(config, k)))(jax.random.key(0))
   cfg = tr.TrainConfig(objective="sigmoid", beta=0.1, batch_size=b, num_steps=1000, learning_rate=1e-5,
-                       logits_window=args.logits_window)
+                       logits_window=args.logits_window, pack_segments=args.pack_segments)
   window = tr.logits_window_for({k: v[0] for k, v in batch.items()}, cfg)
-  print(f"logits_window: {args.logits_window} (head positions per row: {window or l})", flush=True)
-  logps_fn = jax.jit(tr.make_logps_fn(config, window=window))
+  print(f"logits_window: {args.logits_window} (head positions per row: {window or l}); "
+        f"pack_segments: {args.pack_segments}", flush=True)
+  packed = args.pack_segments > 0
+  if packed:
+    logps_fn = jax.jit(tr.make_packed_logps_fn(config, args.pack_segments, window=window))
+  else:
+    logps_fn = jax.jit(tr.make_logps_fn(config, window=window))
   rw, rl, _, _ = logps_fn(params, {k: v[0] for k, v in batch.items()})
+  ref_keys = ("ref_chosen_logps_BxS", "ref_rejected_logps_BxS") if packed else (
+      "ref_chosen_logps_B", "ref_rejected_logps_B")
   n_tokens = 2 * b * l
   for mode in args.modes.split(","):
     live = mode == "live"
     step = jax.jit(tr.make_train_step(config, cfg, live_reference=live, window=window), donate_argnums=(0,))
     state = tr.init_state(config, cfg, params, jax.random.key(0), mesh)
-    feed = dict(batch) if live else {**batch, "ref_chosen_logps_B": np.asarray(rw)[None],
-                                     "ref_rejected_logps_B": np.asarray(rl)[None]}
+    feed = dict(batch) if live else {**batch, ref_keys[0]: np.asarray(rw)[None], ref_keys[1]: np.asarray(rl)[None]}
     feed = jax.device_put(feed)
     t0 = time.perf_counter()
     state, m = step(state, feed, params if live else None)
