@@ -233,6 +233,26 @@ def window_positions(loss_mask_BxL, window):
   return positions_BxR, positions_BxR + 1, valid_BxR
 
 
+def _check_window_args(fn, reduction, window, tokens_BxL):
+  """The windowed log-prob functions' argument checks; returns the tokens as a `[B, L]` array."""
+  if reduction not in REDUCTIONS:
+    raise PrefjaxError(f"{fn}: unknown reduction {reduction!r}; known: {sorted(REDUCTIONS)}")
+  if not isinstance(window, (int, np.integer)) or window < 1:
+    raise PrefjaxError(f"{fn}: window must be a positive integer, got {window!r}")
+  tokens_BxL = jnp.asarray(tokens_BxL)
+  if tokens_BxL.ndim != 2:
+    raise PrefjaxError(f"{fn}: tokens must be [batch, length], got shape {tokens_BxL.shape}")
+  return tokens_BxL
+
+
+def _window_token_logps(logits_BxRxV, tokens_BxL, targets_BxR):
+  """log softmax(logits[:, r])[tokens[:, targets[:, r]]]: the log-probs of the tokens the window scores."""
+  logits_BxRxV = logits_BxRxV.astype(_float_dtype(logits_BxRxV))
+  tok_BxR = jnp.take_along_axis(tokens_BxL, targets_BxR, axis=1)
+  picked_BxR = jnp.take_along_axis(logits_BxRxV, tok_BxR[:, :, None], axis=-1)[:, :, 0]
+  return picked_BxR - jax.nn.logsumexp(logits_BxRxV, axis=-1)
+
+
 def policy_logps(apply_fn, params, tokens_BxL, loss_mask_BxL, attention_mask_BxL=None, *,
                  reduction="sum", window=None):
   """Sequence log-probs of a model on a batch: `sequence_logps(apply_fn(params, tokens, ...), ...)`.
@@ -269,13 +289,7 @@ def policy_logps(apply_fn, params, tokens_BxL, loss_mask_BxL, attention_mask_BxL
     logits_BxLxV = _logits(apply_fn, params, tokens_BxL, attention_mask_BxL)
     return sequence_logps(logits_BxLxV, tokens_BxL, loss_mask_BxL, reduction=reduction)
   fn = "policy_logps"
-  if reduction not in REDUCTIONS:
-    raise PrefjaxError(f"{fn}: unknown reduction {reduction!r}; known: {sorted(REDUCTIONS)}")
-  if not isinstance(window, (int, np.integer)) or window < 1:
-    raise PrefjaxError(f"{fn}: window must be a positive integer, got {window!r}")
-  tokens_BxL = jnp.asarray(tokens_BxL)
-  if tokens_BxL.ndim != 2:
-    raise PrefjaxError(f"{fn}: tokens must be [batch, length], got shape {tokens_BxL.shape}")
+  tokens_BxL = _check_window_args(fn, reduction, window, tokens_BxL)
   mask_BxL = _check_mask(fn, "loss_mask", loss_mask_BxL, tokens_BxL.shape)
   if _is_concrete(mask_BxL) and mask_BxL.size:
     span = response_span(np.asarray(mask_BxL))
@@ -285,12 +299,9 @@ def policy_logps(apply_fn, params, tokens_BxL, loss_mask_BxL, attention_mask_BxL
   positions_BxR, targets_pos_BxR, valid_BxR = window_positions(mask_BxL, int(window))
   logits_BxRxV = _logits(apply_fn, params, tokens_BxL, attention_mask_BxL,
                          logits_positions_BxR=positions_BxR)
-  logits_BxRxV = logits_BxRxV.astype(_float_dtype(logits_BxRxV))
-  targets_BxR = jnp.take_along_axis(tokens_BxL, targets_pos_BxR, axis=1)
   scored_BxR = jnp.take_along_axis(mask_BxL, targets_pos_BxR, axis=1) & valid_BxR
-  lse_BxR = jax.nn.logsumexp(logits_BxRxV, axis=-1)
-  picked_BxR = jnp.take_along_axis(logits_BxRxV, targets_BxR[:, :, None], axis=-1)[:, :, 0]
-  sums_B = jnp.sum(jnp.where(scored_BxR, picked_BxR - lse_BxR, 0.0), axis=1)
+  logp_BxR = _window_token_logps(logits_BxRxV, tokens_BxL, targets_pos_BxR)
+  sums_B = jnp.sum(jnp.where(scored_BxR, logp_BxR, 0.0), axis=1)
   counts_B = jnp.sum(scored_BxR, axis=1, dtype=jnp.int32)
   return SequenceLogps(REDUCTIONS[reduction](sums_B, counts_B), counts_B)
 
@@ -428,15 +439,9 @@ def policy_segment_logps(apply_fn, params, tokens_BxL, loss_mask_BxL, segment_id
     return segment_logps(logp_BxL, loss_mask_BxL, segment_ids_BxL, max_segments,
                          reduction=reduction)
   fn = "policy_segment_logps"
-  if reduction not in REDUCTIONS:
-    raise PrefjaxError(f"{fn}: unknown reduction {reduction!r}; known: {sorted(REDUCTIONS)}")
   if not isinstance(max_segments, (int, np.integer)) or max_segments < 1:
     raise PrefjaxError(f"{fn}: max_segments must be a positive integer, got {max_segments!r}")
-  if not isinstance(window, (int, np.integer)) or window < 1:
-    raise PrefjaxError(f"{fn}: window must be a positive integer, got {window!r}")
-  tokens_BxL = jnp.asarray(tokens_BxL)
-  if tokens_BxL.ndim != 2:
-    raise PrefjaxError(f"{fn}: tokens must be [batch, length], got shape {tokens_BxL.shape}")
+  tokens_BxL = _check_window_args(fn, reduction, window, tokens_BxL)
   mask_BxL = jnp.asarray(loss_mask_BxL)
   if mask_BxL.shape != tokens_BxL.shape:
     raise PrefjaxError(f"{fn}: loss_mask shape {mask_BxL.shape} != tokens shape {tokens_BxL.shape}")
@@ -450,13 +455,10 @@ def policy_segment_logps(apply_fn, params, tokens_BxL, loss_mask_BxL, segment_id
                        f"{max_scored(np.asarray(mask_BxL))}; use window >= max_scored(loss_mask))")
   positions_BxR, targets_BxR, valid_BxR = scored_positions(mask_BxL, int(window))
   logits_BxRxV = apply_fn(params, tokens_BxL, logits_positions_BxR=positions_BxR, **kw)
-  logits_BxRxV = logits_BxRxV.astype(_float_dtype(logits_BxRxV))
-  tok_BxR = jnp.take_along_axis(tokens_BxL, targets_BxR, axis=1)
-  lse_BxR = jax.nn.logsumexp(logits_BxRxV, axis=-1)
-  picked_BxR = jnp.take_along_axis(logits_BxRxV, tok_BxR[:, :, None], axis=-1)[:, :, 0]
+  logp_BxR = _window_token_logps(logits_BxRxV, tokens_BxL, targets_BxR)
   seg_BxR = jnp.take_along_axis(seg_BxL, targets_BxR, axis=1)
-  weight_BxR = valid_BxR.astype(picked_BxR.dtype)
-  sums_BxS = data.segment_sums(jnp.where(valid_BxR, picked_BxR - lse_BxR, 0.0), weight_BxR, seg_BxR,
+  weight_BxR = valid_BxR.astype(logp_BxR.dtype)
+  sums_BxS = data.segment_sums(jnp.where(valid_BxR, logp_BxR, 0.0), weight_BxR, seg_BxR,
                                max_segments)
   counts_BxS = data.segment_sums(valid_BxR.astype(jnp.int32), valid_BxR.astype(jnp.int32), seg_BxR,
                                  max_segments).astype(jnp.int32)
