@@ -30,6 +30,15 @@ Measured on :quick (λ = 1, α = ½, one seed; no claim is drawn from it), per i
   history 2: spin 0.270, 0.152, 0.103, 0.043, 0.062; alpha_spin 0.134, 0.124, 0.037, 0.021, 0.039.
 SPIN against its last iterate jumps back at iteration 4 (the instability Alami et al. arXiv:2404.04291
 report); against the mixture of the last two it does not on this run.
+Full config (π_ref is SFT-trained on μ, so SPIN starts next to its fixed point; 65 s wall per run, idle machine):
+  history 1: spin 0.0035, 0.071, 0.053, 0.064, 0.052, 0.067; alpha_spin 0.0015, 0.067, 0.044, 0.047, 0.047, 0.084.
+  history 2: spin 0.0035, 0.097, 0.100, 0.114, 0.208, 0.217; alpha_spin 0.0015, 0.097, 0.108, 0.093, 0.079, 0.051.
+The sampled iterations wander away from π* and stay at KL ≈ 0.05-0.2, although the exact tabular iteration
+(`games.dynamics.spin_step`) reaches μ in one step for λ = 1, h = 1 and contracts to it for h = 2 (checked
+from a perturbed start: KL 0.011, 0.003, 0.0007, …): each iteration fits its target only up to the sampled
+gradients' noise (100 Adam steps), and with h = 2 the target depends on two noisy iterates (linearised, the
+error follows e_{t+1} = (e_t − e_{t−1})/2 + noise). With 8× the prompts per step
+(`--config.online.batch_size=256`, history 1) SPIN stays closer: 0.0035, 0.019, 0.018, 0.018, 0.029, 0.017.
 """
 
 import ml_collections
