@@ -11,7 +11,9 @@ setuptools.setup(
     ),
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=setuptools.find_packages(include=["prefjax", "prefjax.*"]),
+    # `experiments` (the entry point and its configs) is installed too, so `python -m experiments.main`
+    # works from any directory.
+    packages=setuptools.find_packages(include=["prefjax", "prefjax.*", "experiments", "experiments.*"]),
     python_requires=">=3.10",
     install_requires=[
         "jax>=0.4.30",

@@ -12,8 +12,6 @@ arrays before anything is read.
 """
 
 import os
-import signal
-import threading
 
 import jax
 import numpy as np
@@ -151,28 +149,3 @@ class Checkpointer:
   def close(self):
     self._manager.wait_until_finished()
     self._manager.close()
-
-
-class SigtermFlag:
-  """Context manager that turns SIGTERM into a flag the training loop polls (then saves and stops).
-
-  Outside the main thread (where Python cannot install handlers) it does nothing.
-  """
-
-  def __init__(self):
-    self.received = False
-    self._previous = None
-
-  def _handler(self, signum, frame):
-    del signum, frame
-    self.received = True
-
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, self._handler)
-    return self
-
-  def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-    return False

@@ -1,6 +1,7 @@
-"""Checkpoints: bit-identical resume, SIGTERM save, typed keys, clear error for another model shape."""
+"""Checkpoints: bit-identical resume, SIGTERM/SIGINT save and stop, typed keys, clear error for another model shape."""
 
 import functools
+import json
 import os
 import signal
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from prefjax import checkpoint as ckpt
+from prefjax import preemption
 from prefjax.errors import PrefjaxError
 from prefjax.lm import model as lm_model
 from prefjax.lm import synthetic as syn
@@ -51,12 +53,35 @@ def test_resume_after_kill_is_bit_identical(tmp_path):
 
 
 def test_sigterm_saves_and_stops(tmp_path):
+  """SIGTERM (and SIGINT) during training: the step in flight is checkpointed, then `Preempted` is raised
+  (the whole experiment stops), the previous handlers are back, and a rerun resumes from that step."""
   config, params, data = _tiny()
-  result = tr.train(config, CFG, data, str(tmp_path), init_params=params, verbose=False,
-                    on_step=lambda s, r: os.kill(os.getpid(), signal.SIGTERM) if s == 2 else None)
-  assert result.preempted and int(result.state.step) == 2
-  assert ckpt.Checkpointer(str(tmp_path / tr.CHECKPOINTS)).latest_step() == 2
-  assert signal.getsignal(signal.SIGTERM) is not None
+  for signum in (signal.SIGTERM, signal.SIGINT):
+    before = signal.getsignal(signum)
+    workdir = tmp_path / signum.name
+    with pytest.raises(preemption.Preempted, match=signum.name) as stop:
+      tr.train(config, CFG, data, str(workdir), init_params=params, verbose=False,
+               on_step=lambda s, r, n=signum: os.kill(os.getpid(), n) if s == 2 else None)
+    assert stop.value.signum == signum and "checkpointed step 2" in str(stop.value)
+    assert ckpt.Checkpointer(str(workdir / tr.CHECKPOINTS)).latest_step() == 2
+    assert signal.getsignal(signum) is before
+    again = tr.train(config, CFG, data, str(workdir), init_params=params, verbose=False)
+    assert again.resumed_from == 2 and int(again.state.step) == CFG.num_steps
+
+
+def test_rerun_after_a_kill_before_any_checkpoint_logs_no_step_twice(tmp_path):
+  """A run killed before its first checkpoint starts again from step 0: its old metrics lines are dropped
+  (today's behaviour appended the new run after them), and a torn last line does no harm."""
+  config, params, data = _tiny()
+  cfg = tr.TrainConfig(objective="sigmoid", beta=0.2, batch_size=8, num_steps=4, learning_rate=1e-2)
+  with pytest.raises(Crash):
+    tr.train(config, cfg, data, str(tmp_path), init_params=params, on_step=crash_after(3), verbose=False)
+  with open(tmp_path / "metrics.jsonl", "a", encoding="utf-8") as f:
+    f.write('{"step": 4, "loss"')  # A line torn by a kill mid-write.
+  tr.train(config, cfg, data, str(tmp_path), init_params=params, verbose=False)
+  with open(tmp_path / "metrics.jsonl", encoding="utf-8") as f:
+    steps = [json.loads(line)["step"] for line in f]
+  assert steps == [1, 2, 3, 4]
 
 
 def test_checkpoint_from_other_model_shape_is_a_clear_error(tmp_path):

@@ -1,7 +1,7 @@
 r"""Offline DPO / IPO (any registered objective) on the synthetic LM task with an exact oracle.
 
-Command (`:quick`: 65 s of CPU time, measured — 4 minutes of wall time on the shared, overloaded 2-core
-machine; the full config has 4× the steps and pairs, a few minutes of CPU, not yet measured):
+Command (`:quick`: 50-68 s of wall time and about 75 s of CPU time on a 2-core CPU, measured three times; the
+full config has 4x the steps and pairs, a few minutes of CPU, not yet measured):
   python -m experiments.main --config=experiments/configs/lm_dpo_synthetic.py --workdir=runs/lm_dpo_synthetic
   python -m experiments.main --config=experiments/configs/lm_dpo_synthetic.py:quick \
       --workdir=runs/lm_dpo_quick --config.objective=sigmoid,ipo,hinge
@@ -13,10 +13,17 @@ random additive reward. Each objective trains from π_ref on the same pairs.
 
 Expected result (summary.json, lm_curves.png): DPO (sigmoid) and IPO raise the exact win rate against π_ref
 well above 0.5; IPO's KL(π ‖ π_ref) stays at its closed-form optimum's (≈ 1 nat at β = 0.1), while DPO heads
-for its optimum π_ref e^{r/β} with larger KL. Measured with `:quick` (CPU, deterministic):
-  sigmoid: win rate 0.813, KL 3.01, reward 2.95 (optimum Ψ=logit: 0.883, 3.79, 3.55)
-  ipo:     win rate 0.751, KL 1.036 (max over steps 1.20), reward 2.35 (optimum Ψ=identity: 0.776, 1.030, 2.52)
+for its optimum π_ref e^{r/β} with larger KL. Measured with `:quick` on a 2-core AMD EPYC (AVX2), identical in
+three runs (with and without checkpoints):
+  sigmoid: win rate 0.819, KL 3.000, reward 2.943 (optimum Ψ=logit: 0.883, 3.79, 3.55)
+  ipo:     win rate 0.754, KL 1.046 (max over steps 1.18), reward 2.370 (optimum Ψ=identity: 0.776, 1.030, 2.52)
   π_ref:   win rate 0.5, reward 0.53, KL(μ ‖ π_ref) after SFT 0.011.
+What varies: the numbers are reproducible on one machine, but XLA compiles CPU code for the host's vector
+instructions, and another width rounds float32 sums differently. DPO's run, far from its optimum after 150
+steps, amplifies that: another machine gave sigmoid 0.833 / 3.04 / 3.11 and an earlier build 0.813 / 3.01 / 2.95,
+while IPO, close to its optimum, moved by 0.003 in win rate (0.751). The test suite checks only what holds
+everywhere: win rate > 0.7 for both, IPO's largest KL over the run below 1.5x its optimum's, IPO's final KL
+below DPO's.
 """
 
 import ml_collections
@@ -74,5 +81,5 @@ def get_config(arg=None):
     c.learning_rate = 3e-3
     c.eval_every = 50
     c.log_every = 25
-    c.checkpoint_every = 0
+    c.checkpoint_every = 25  # A kill (or SIGTERM) loses at most this many steps: a few seconds.
   return c

@@ -95,6 +95,6 @@ def get_config(arg=None):
     c.online.learning_rate = 1e-2
     c.online.eval_every = 25
     c.online.log_every = 25
-    c.online.checkpoint_every = 0
+    c.online.checkpoint_every = 25  # A kill (or SIGTERM) loses at most this many steps: a few seconds.
     c.fast_compile = True
   return c

@@ -107,6 +107,6 @@ def get_config(arg=None):
     c.online.num_steps = 120
     c.online.learning_rate = 1e-2
     c.online.log_every = 30
-    c.online.checkpoint_every = 0
+    c.online.checkpoint_every = 30  # A kill (or SIGTERM) loses at most this many steps: a few seconds.
     c.fast_compile = True
   return c

@@ -21,7 +21,6 @@ Workdir:
 """
 
 import dataclasses
-import importlib
 import json
 import os
 import time
@@ -29,11 +28,12 @@ import time
 import jax
 import numpy as np
 
+from prefjax import config_checks as cc
 from prefjax import sharding as shd
+from prefjax import workdir as workdir_lib
 from prefjax.errors import PrefjaxError
 from prefjax.lm import synthetic as syn
 from prefjax.lm import train as lm_train
-from prefjax.workdir import Workdir
 
 # Which ΨPO optimum an objective's population minimiser is (with μ = π_ref): the closed form to compare to.
 OPTIMUM_PSI = {"sigmoid": "logit", "dpo": "logit", "cdpo": "logit", "ipo": "identity"}
@@ -44,6 +44,47 @@ def _objectives(config):
   if not names:
     raise PrefjaxError("config.objective is empty: give registered objective names, comma-separated")
   return names
+
+
+def validate_lm_offline(config):
+  """Checks every field `run_lm_offline` reads (a one-line `PrefjaxError` naming the field)."""
+  cc.choice(config, "task", TASKS)
+  cc.positive_int(config, "batch_size", "grad_accum", "num_steps", "log_every")
+  cc.non_negative_int(config, "warmup_steps", "eval_every", "checkpoint_every", "seed")
+  cc.positive(config, "beta", "learning_rate")
+  cc.number(config, "label_smoothing", low=0, high=0.5)
+  cc.number(config, "grad_clip", low=0)
+  cc.number(config, "weight_decay", low=0)
+  if "pack_segments" in config:
+    cc.non_negative_int(config, "pack_segments")
+  for field in ("data", "fsdp", "tensor"):
+    value = cc.integer(config, f"mesh.{field}", low=-1)
+    if value == 0:
+      raise PrefjaxError(f"config.mesh.{field} must be >= 1 (or -1: every remaining device), got 0")
+  for name in _objectives(config):
+    _train_config(config, name)  # TrainConfig checks the objective's name and hyper-parameters.
+  if config.task == "synthetic":
+    cc.positive_int(config, "synthetic.num_prompts", "synthetic.response_len", "synthetic.num_pairs",
+                    "model.d_model", "model.num_layers", "model.num_heads", "model.d_ff")
+    cc.integer(config, "synthetic.vocab_size", low=2)
+    cc.non_negative_int(config, "synthetic.seed", "synthetic.sft_steps")
+    cc.positive(config, "synthetic.sft_learning_rate")
+    cc.number(config, "synthetic.sft_scale", low=0)
+    cc.number(config, "synthetic.reward_scale", low=0)
+    cc.choice(config, "model.style", ("gpt2", "llama"))
+    if config.model.d_model % config.model.num_heads:
+      raise PrefjaxError(f"config.model.d_model={config.model.d_model} must be a multiple of "
+                         f"config.model.num_heads={config.model.num_heads}")
+  else:
+    for field in ("model_dir", "train_path"):
+      if not config.get(field):
+        raise PrefjaxError(f"config.{field} is required for task 'jsonl'")
+    if not os.path.isdir(config.model_dir):
+      raise PrefjaxError(f"config.model_dir={config.model_dir!r} is not a folder (a local Hugging Face "
+                         f"checkpoint: config.json + *.safetensors)")
+    if not os.path.isfile(config.train_path):
+      raise PrefjaxError(f"config.train_path={config.train_path!r} does not exist (preference JSONL)")
+    cc.positive_int(config, "max_length")
 
 
 def _train_config(config, objective):
@@ -66,17 +107,17 @@ def _mesh(config):
   return shd.make_mesh(data=int(m.data), fsdp=int(m.fsdp), tensor=int(m.tensor))
 
 
+@workdir_lib.experiment(validate=validate_lm_offline, resumable=True)
 def run_lm_offline(config, workdir):
-  """Runs the experiment described by `config` into `workdir`; returns the summary dict."""
-  if config.task not in TASKS:
-    raise PrefjaxError(f"config.task: unknown {config.task!r}; known: {sorted(TASKS)}")
+  """Runs the experiment described by `config` into `workdir`; returns the summary dict.
+
+  Resumable: a rerun with the same config and workdir continues each objective from its latest checkpoint.
+  """
   return TASKS[config.task](config, workdir)
 
 
-def _run_synthetic(config, workdir):
+def _run_synthetic(config, wd):
   t0 = time.time()
-  wd = Workdir(workdir)
-  wd.write_config(config)
   names = _objectives(config)
   train_cfgs = {name: _train_config(config, name) for name in names}  # validates names early
   s = config.synthetic
@@ -103,9 +144,8 @@ def _run_synthetic(config, workdir):
   arrays, all_records = {}, []
   for name in names:
     print(f"== {name} ==", flush=True)
-    result = lm_train.train(model_config, train_cfgs[name], dataset, os.path.join(wd.path, name),
-                            init_params=ref_params, eval_fn=eval_fn, mesh=mesh,
-                            extra_config={"objective": name})
+    lm_train.train(model_config, train_cfgs[name], dataset, wd.subdir(name), init_params=ref_params,
+                   eval_fn=eval_fn, mesh=mesh, extra_config={"objective": name})
     records = _read_jsonl(os.path.join(wd.path, name, "metrics.jsonl"))
     all_records += [{"objective": name, **r} for r in records]
     evals = [r for r in records if "eval/win_rate" in r]
@@ -125,35 +165,22 @@ def _run_synthetic(config, workdir):
     print(f"{name}: win rate {entry['win_rate']:.3f} KL {entry['kl']:.3f} reward {entry['reward']:.3f}"
           + (f" (optimum: win rate {entry['optimum']['win_rate']:.3f} KL {entry['optimum']['kl']:.3f})"
              if psi else ""), flush=True)
-  metrics_path = wd.file("metrics.jsonl")
-  if os.path.exists(metrics_path):
-    os.remove(metrics_path)
-  for r in all_records:
-    wd.append_metrics(r)
+  wd.write_metrics(all_records)
   wd.write_arrays(arrays)
   summary["seconds"] = time.time() - t0
   wd.write_summary(summary)
   if config.figure:
-    try:  # analysis/ is importable from the repository root (python -m experiments.main, pytest).
-      lm_curves = importlib.import_module("analysis.lm_curves")
-    except ImportError:
-      print("analysis.lm_curves not importable (run from the repository root); no figure", flush=True)
-    else:
-      summary["figure"] = lm_curves.plot(wd.path)
-      wd.write_summary(summary)
+    from prefjax import plotting  # pylint: disable=g-import-not-at-top  (matplotlib only when drawing)
+    summary["figure"] = plotting.plot_lm_curves(wd.path, wd.file("lm_curves.png"))
+    wd.write_summary(summary)
   return summary
 
 
-def _run_jsonl(config, workdir):
+def _run_jsonl(config, wd):
   """Pretrained checkpoint + JSONL preference data (GPU/TPU scale); see experiments/configs/lm_pretrained.py."""
   from prefjax.lm import data as lm_data  # pylint: disable=g-import-not-at-top
   from prefjax.lm import hf_import  # pylint: disable=g-import-not-at-top
-  for field in ("model_dir", "train_path"):
-    if not config.get(field):
-      raise PrefjaxError(f"config.{field} is required for task 'jsonl'")
   t0 = time.time()
-  wd = Workdir(workdir)
-  wd.write_config(config)
   shd.initialize_distributed()
   model_config, params = hf_import.import_hf(config.model_dir, dtype=str(config.model.dtype))
   # The attention kernel is not part of the checkpoint: "cudnn" (flash attention) on NVIDIA GPUs.
@@ -167,14 +194,14 @@ def _run_jsonl(config, workdir):
       max_length=int(config.max_length))
   lm_data.check_vocab(dataset.tokenizer, model_config.vocab_size)  # else ids would be clamped silently
   report = dataset.report.to_dict()
-  print(f"data: {dataset.report}", flush=True)
+  if not dataset.report.num_dropped:  # A report with drops was already logged as a warning by the loader.
+    print(f"data: {dataset.report}", flush=True)
   summary = {"name": config.name, "task": "jsonl", "model": model_config.style,
              "data": report, "objectives": {}}
   for name in _objectives(config):
     print(f"== {name} ==", flush=True)
-    result = lm_train.train(model_config, _train_config(config, name), dataset,
-                            os.path.join(wd.path, name), init_params=params, mesh=_mesh(config),
-                            extra_config={"objective": name})
+    result = lm_train.train(model_config, _train_config(config, name), dataset, wd.subdir(name),
+                            init_params=params, mesh=_mesh(config), extra_config={"objective": name})
     # From the objective's metrics.jsonl, so a rerun of a finished run (resumed, nothing left to do) still
     # reports its last logged step.
     records = _read_jsonl(os.path.join(wd.path, name, "metrics.jsonl"))

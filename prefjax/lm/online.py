@@ -60,7 +60,7 @@ with these conventions:
 State and bookkeeping are those of the offline trainer (`prefjax.lm.train`, DESIGN.md §3): the state pytree
 `OnlineState{params, opt_state, step, key, prev_params}` (`prev_params` None for algorithms without a
 previous iterate), AdamW with the same schedules (`train.make_optimizer`), orbax checkpoints
-(`prefjax.checkpoint.Checkpointer`) with auto-resume and a SIGTERM save, per-step keys
+(`prefjax.checkpoint.Checkpointer`) with auto-resume and a save on SIGTERM/SIGINT (`prefjax.preemption`), per-step keys
 `fold_in(key, step)`, prompts sharded over the mesh's data × fsdp axes. Bad values stop training with a
 clear error and the last good state checkpointed: an oracle probability outside [0, 1] or NaN
 (`oracles.check_probabilities`), a response with zero real tokens (`SamplingConfig.min_new_tokens = 0` with
@@ -86,6 +86,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec
 
 from prefjax import checkpoint as ckpt
+from prefjax import preemption
 from prefjax import jit_utils
 from prefjax import objectives
 from prefjax import sharding as shd
@@ -699,7 +700,7 @@ class PromptArrays:
 class OnlineResult(NamedTuple):
   state: OnlineState
   history: list  # the metrics records written this call
-  preempted: bool  # stopped by SIGTERM (checkpoint saved)
+  preempted: bool  # always False: SIGTERM/SIGINT raise `prefjax.preemption.Preempted` after saving
   resumed_from: Optional[int]
 
 
@@ -810,6 +811,8 @@ def train_online(model_config, cfg, prompts, oracle, workdir, *, init_params, re
     PrefjaxError: oracle values outside [0, 1] or NaN; a response with zero real tokens; a checkpoint of
       another model shape. (The last good state is checkpointed first.)
     NonFiniteError: a non-finite loss or gradient (the last good state is checkpointed first).
+    prefjax.preemption.Preempted: SIGTERM or SIGINT received (the state after the current step is
+      checkpointed first; calling `train_online` again with the same workdir resumes from it).
   """
   workdir = workdir if isinstance(workdir, Workdir) else Workdir(workdir)
   mesh = shd.make_mesh() if mesh is None else mesh
@@ -832,9 +835,9 @@ def train_online(model_config, cfg, prompts, oracle, workdir, *, init_params, re
   if resumed_from is not None:
     state, extra = checkpointer.restore(lm_train._abstract_state(state))  # pylint: disable=protected-access
     iterator.restore(extra["iterator"])
-    lm_train._truncate_metrics(workdir, resumed_from)  # pylint: disable=protected-access
     if verbose:
       print(f"resumed from {checkpointer.directory} step {resumed_from}", flush=True)
+  workdir.truncate_metrics(resumed_from)  # No step twice (see `prefjax.lm.train.train`).
   jstep = compiled_step(model_config, cfg, oracle, mesh, data_fn, fast_compile)
   history = []
 
@@ -849,8 +852,8 @@ def train_online(model_config, cfg, prompts, oracle, workdir, *, init_params, re
   if eval_fn is not None and start == 0:
     log({"step": 0, **{f"eval/{k}": v for k, v in eval_fn(state.params, 0).items()}})
 
-  preempted = False
-  with ckpt.SigtermFlag() as sigterm:
+  preempted = False  # Kept in the result for callers of older versions; a stop now raises `Preempted`.
+  with preemption.handle_signals():
     for step in range(start, cfg.num_steps):
       batch = next(iterator)
       t0 = time.perf_counter()
@@ -887,13 +890,12 @@ def train_online(model_config, cfg, prompts, oracle, workdir, *, init_params, re
           print(_progress(record, cfg), flush=True)
       if on_step is not None:
         on_step(step + 1, record)
-      if done or (cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0) or sigterm.received:
+      stop = preemption.requested() is not None
+      if done or (cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0) or stop:
         save(step + 1)
-      if sigterm.received:
-        preempted = True
-        if verbose:
-          print(f"SIGTERM: checkpointed step {step + 1} and stopped", flush=True)
-        break
+      if stop:
+        checkpointer.close()
+        preemption.check(f"checkpointed step {step + 1} of {cfg.num_steps} in {checkpointer.directory}")
   checkpointer.close()
   return OnlineResult(state, history, preempted, resumed_from)
 

@@ -44,14 +44,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from prefjax import config_checks as cc
 from prefjax import sharding as shd
+from prefjax import workdir as workdir_lib
 from prefjax.errors import PrefjaxError
 from prefjax.games import nash as game_nash
 from prefjax.lm import model as lm_model
 from prefjax.lm import online
 from prefjax.lm import oracles
 from prefjax.lm import synthetic as syn
-from prefjax.workdir import Workdir
 
 EVAL_KEYS = ("win_rate", "win_rate_vs_prev", "kl", "reward", "exploitability", "duality_gap", "kl_to_ne")
 
@@ -82,12 +83,60 @@ def _algorithms(config):
   return names
 
 
-def _online_config(config, algorithm, task):
+def _validate_common(config):
+  """The fields both runners read: the synthetic task, the model, the mesh and each algorithm's config."""
+  names = _algorithms(config)
+  _positive(config, "beta", "online.learning_rate")
+  cc.positive_int(config, "online.batch_size", "online.num_steps", "online.log_every", "online.num_samples",
+                  "online.iteration_steps", "synthetic.num_prompts", "synthetic.response_len",
+                  "model.d_model", "model.num_layers", "model.num_heads", "model.d_ff")
+  cc.non_negative_int(config, "online.warmup_steps", "online.eval_every", "online.checkpoint_every", "seed",
+                      "synthetic.seed", "synthetic.sft_steps")
+  cc.integer(config, "synthetic.vocab_size", low=2)
+  cc.number(config, "synthetic.sft_scale", low=0)
+  cc.number(config, "synthetic.reward_scale", low=0)
+  cc.number(config, "synthetic.nontransitive_scale", low=0)
+  if int(config.synthetic.sft_steps) > 0:
+    _positive(config, "synthetic.sft_learning_rate")
+  cc.choice(config, "model.style", ("gpt2", "llama"))
+  if config.model.d_model % config.model.num_heads:
+    raise PrefjaxError(f"config.model.d_model={config.model.d_model} must be a multiple of "
+                       f"config.model.num_heads={config.model.num_heads}")
+  for field in ("data", "fsdp", "tensor"):
+    if cc.integer(config, f"mesh.{field}", low=-1) == 0:
+      raise PrefjaxError(f"config.mesh.{field} must be >= 1 (or -1: every remaining device), got 0")
+  for name in names:
+    _online_config(config, name)  # OnlineConfig checks each algorithm's fields.
+  return names
+
+
+def validate_lm_nash_synthetic(config):
+  """Checks every field `run_lm_nash_synthetic` reads (a one-line `PrefjaxError` naming the field)."""
+  names = _validate_common(config)
+  if "online_dpo" not in names:
+    raise PrefjaxError("config.algorithms must include online_dpo (the claim compares against it)")
+  _positive(config, "synthetic.nontransitive_scale", "claim_ratio")
+
+
+def validate_lm_sppo_synthetic(config):
+  """Checks every field `run_lm_sppo_synthetic` reads (a one-line `PrefjaxError` naming the field)."""
+  names = _validate_common(config)
+  if "sppo" not in names:
+    raise PrefjaxError("config.algorithms must include sppo (the claim is about SPPO's iterations)")
+  o = config.online
+  if int(o.num_steps) % int(o.iteration_steps) or int(o.eval_every) != int(o.iteration_steps):
+    raise PrefjaxError(f"config.online.num_steps ({o.num_steps}) must be a multiple of iteration_steps "
+                       f"({o.iteration_steps}), and eval_every ({o.eval_every}) equal to it (one evaluation "
+                       f"per SPPO iteration)")
+  cc.number(config, "claim_margin", low=0, high=0.5)
+
+
+def _online_config(config, algorithm, task=None):
   o = config.online
   return online.OnlineConfig(
       algorithm=algorithm, beta=float(config.beta), mixture_weight=float(o.mixture_weight),
       num_samples=int(o.num_samples), iteration_steps=int(o.iteration_steps), labels=str(o.labels),
-      max_new_tokens=task.response_len, batch_size=int(o.batch_size), num_steps=int(o.num_steps),
+      max_new_tokens=int(config.synthetic.response_len) if task is None else task.response_len, batch_size=int(o.batch_size), num_steps=int(o.num_steps),
       learning_rate=float(o.learning_rate), schedule=str(o.schedule), warmup_steps=int(o.warmup_steps),
       min_lr_ratio=float(o.min_lr_ratio), grad_clip=float(o.grad_clip), log_every=int(o.log_every),
       eval_every=int(o.eval_every), checkpoint_every=int(o.checkpoint_every), seed=int(config.seed),
@@ -169,7 +218,6 @@ class _EvalFn:
 
 def _setup(config, nontransitive_scale):
   s = config.synthetic
-  _positive(config, "beta", "online.learning_rate")
   task = syn.make_task(seed=int(s.seed), num_prompts=int(s.num_prompts), vocab_size=int(s.vocab_size),
                        response_len=int(s.response_len), sft_scale=float(s.sft_scale),
                        reward_scale=float(s.reward_scale), nontransitive_scale=float(nontransitive_scale))
@@ -205,24 +253,19 @@ def _train_all(config, wd, names, task, model_config, ref_params, logp_fn, evalu
   arrays, all_records = {}, []
   for name in names:
     print(f"== {name} ==", flush=True)
-    sub = os.path.join(wd.path, name)
-    os.makedirs(sub, exist_ok=True)
+    sub = wd.subdir(name)
     cfg = _online_config(config, name, task)
-    eval_fn = _EvalFn(logp_fn, evaluator, os.path.join(sub, "eval_logps.npz"))
+    eval_fn = _EvalFn(logp_fn, evaluator, sub.file("eval_logps.npz"))
     online.train_online(model_config, cfg, prompts, oracle, sub, init_params=ref_params, data_fn=data_fn,
                         eval_fn=eval_fn, mesh=_mesh(config), extra_config={"algorithm": name},
                         fast_compile=bool(config.fast_compile), verbose=bool(config.verbose))
-    records = _read_jsonl(os.path.join(sub, "metrics.jsonl"))
+    records = _read_jsonl(sub.file("metrics.jsonl"))
     all_records += [{"algorithm": name, **r} for r in records]
     evals = [r for r in records if "eval/duality_gap" in r]
     arrays[f"{name}__step"] = np.array([r["step"] for r in evals], np.int64)
     for k in EVAL_KEYS:
       arrays[f"{name}__{k}"] = np.array([r[f"eval/{k}"] for r in evals], np.float64)
-  path = wd.file("metrics.jsonl")
-  if os.path.exists(path):
-    os.remove(path)
-  for r in all_records:
-    wd.append_metrics(r)
+  wd.write_metrics(all_records)
   return arrays
 
 
@@ -233,15 +276,14 @@ def _final(arrays, name):
   return out
 
 
-def run_lm_nash_synthetic(config, workdir):
-  """Online DPO vs online IPO vs EGPO on a non-transitive synthetic preference; returns the summary dict."""
+@workdir_lib.experiment(validate=validate_lm_nash_synthetic, resumable=True)
+def run_lm_nash_synthetic(config, wd):
+  """Online DPO vs online IPO vs EGPO on a non-transitive synthetic preference; returns the summary dict.
+
+  Resumable: a rerun with the same config and workdir continues each algorithm from its latest checkpoint.
+  """
   t0 = time.time()
-  wd = Workdir(workdir)
-  wd.write_config(config)
   names = _algorithms(config)
-  if "online_dpo" not in names:
-    raise PrefjaxError("config.algorithms must include online_dpo (the claim compares against it)")
-  _positive(config, "synthetic.nontransitive_scale", "claim_ratio")
   task, model_config, ref_params, sft_kl, logp_fn, ref_logp, prompts = _setup(
       config, config.synthetic.nontransitive_scale)
   evaluator = ExactEvaluator(task, ref_logp, config.beta)
@@ -306,19 +348,14 @@ def _spin_fixed_point_kls(task, ref_logp_CxN, cfg, path):
           "fixed_point": "π* ∝ exp((α log π_ref + η log μ)/(α + η)), η = 1/λ (μ for SPIN)"}
 
 
-def run_lm_sppo_synthetic(config, workdir):
-  """SPPO iterations on a transitive (Bradley–Terry) synthetic task; returns the summary dict."""
+@workdir_lib.experiment(validate=validate_lm_sppo_synthetic, resumable=True)
+def run_lm_sppo_synthetic(config, wd):
+  """SPPO iterations on a transitive (Bradley–Terry) synthetic task; returns the summary dict.
+
+  Resumable: a rerun with the same config and workdir continues each algorithm from its latest checkpoint.
+  """
   t0 = time.time()
-  wd = Workdir(workdir)
-  wd.write_config(config)
   names = _algorithms(config)
-  if "sppo" not in names:
-    raise PrefjaxError("config.algorithms must include sppo (the claim is about SPPO's iterations)")
-  o = config.online
-  if int(o.num_steps) % int(o.iteration_steps) or int(o.eval_every) != int(o.iteration_steps):
-    raise PrefjaxError(f"config.online.num_steps ({o.num_steps}) must be a multiple of iteration_steps "
-                       f"({o.iteration_steps}), and eval_every ({o.eval_every}) equal to it (one evaluation "
-                       f"per SPPO iteration)")
   task, model_config, ref_params, sft_kl, logp_fn, ref_logp, prompts = _setup(
       config, config.synthetic.nontransitive_scale)
   evaluator = ExactEvaluator(task, ref_logp, config.beta)
@@ -331,7 +368,8 @@ def run_lm_sppo_synthetic(config, workdir):
   for name in names:
     if name in ("spin", "alpha_spin"):
       cfg = _online_config(config, name, task)
-      runs[name].update(_spin_fixed_point_kls(task, evaluator.ref, cfg, wd.file(os.path.join(name, "eval_logps.npz"))))
+      runs[name].update(_spin_fixed_point_kls(task, evaluator.ref, cfg,
+                                               os.path.join(wd.path, name, "eval_logps.npz")))
   per_iter = [float(w) for w in arrays["sppo__win_rate"]]
   margin = float(config.claim_margin)
   summary = {

@@ -67,6 +67,7 @@ import numpy as np
 import optax
 
 from prefjax import checkpoint as ckpt
+from prefjax import preemption
 from prefjax import sharding as shd
 from prefjax import objectives
 from prefjax.errors import PrefjaxError
@@ -127,7 +128,7 @@ class TrainConfig:
     reference: "precomputed" (cached in the workdir) or "live".
     log_every: steps between metrics records and progress lines.
     eval_every: steps between evaluations (0: only at the start and end).
-    checkpoint_every: steps between checkpoints (0: only at the end and on SIGTERM / bad numbers).
+    checkpoint_every: steps between checkpoints (0: only at the end and on SIGTERM/SIGINT / bad numbers).
     keep_checkpoints: how many checkpoints to keep.
     seed: data order and PRNG key.
     peak_flops: per-device peak FLOP/s for MFU (None: look the device up in `PEAK_FLOPS`).
@@ -656,7 +657,7 @@ class ReferenceCache:
 class TrainResult(NamedTuple):
   state: TrainState
   history: list  # the metrics records written this call (and restored ones are in metrics.jsonl)
-  preempted: bool  # stopped by SIGTERM (checkpoint saved)
+  preempted: bool  # always False: SIGTERM/SIGINT raise `prefjax.preemption.Preempted` after saving
   resumed_from: Optional[int]
 
 
@@ -702,17 +703,6 @@ def _abstract_state(state):
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
 
 
-def _truncate_metrics(workdir, last_step):
-  path = workdir.file("metrics.jsonl")
-  if not os.path.exists(path):
-    return
-  import json  # pylint: disable=g-import-not-at-top
-  with open(path, encoding="utf-8") as f:
-    lines = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= last_step]
-  with open(path, "w", encoding="utf-8") as f:
-    f.writelines(lines)
-
-
 def train(model_config, cfg, dataset, workdir, *, init_params, ref_params=None, eval_fn=None,
           mesh=None, on_step=None, verbose=True, extra_config=None):
   """Trains (or resumes training of) a policy on a pairwise dataset; writes everything to `workdir`.
@@ -742,6 +732,8 @@ def train(model_config, cfg, dataset, workdir, *, init_params, ref_params=None, 
   Raises:
     NonFiniteError: a non-finite loss/gradient (the last good state is checkpointed first).
     PrefjaxError: a checkpoint from another model shape, a malformed batch.
+    prefjax.preemption.Preempted: SIGTERM or SIGINT received (the state after the current step is
+      checkpointed first; calling `train` again with the same workdir resumes from it).
   """
   workdir = workdir if isinstance(workdir, Workdir) else Workdir(workdir)
   mesh = shd.make_mesh() if mesh is None else mesh
@@ -769,9 +761,11 @@ def train(model_config, cfg, dataset, workdir, *, init_params, ref_params=None, 
   if resumed_from is not None:
     state, extra = checkpointer.restore(_abstract_state(state))
     iterator.restore(extra["iterator"])
-    _truncate_metrics(workdir, resumed_from)
     if verbose:
       print(f"resumed from {checkpointer.directory} step {resumed_from}", flush=True)
+  # metrics.jsonl holds no step twice: lines after the restored checkpoint (all of them when there is none: a
+  # run killed before its first checkpoint starts again) are from the lost part of an earlier attempt.
+  workdir.truncate_metrics(resumed_from)
 
   cache = None if live else ReferenceCache(workdir.file(REFERENCE_CACHE))
 
@@ -799,8 +793,8 @@ def train(model_config, cfg, dataset, workdir, *, init_params, ref_params=None, 
   if eval_fn is not None and start == 0:
     log({"step": 0, **{f"eval/{k}": v for k, v in eval_fn(state.params).items()}})
 
-  preempted = False
-  with ckpt.SigtermFlag() as sigterm:
+  preempted = False  # Kept in the result for callers of older versions; a stop now raises `Preempted`.
+  with preemption.handle_signals():
     for step in range(start, cfg.num_steps):
       batch = next(iterator)
       _check_batch(batch, pack_segments=cfg.pack_segments)
@@ -846,13 +840,12 @@ def train(model_config, cfg, dataset, workdir, *, init_params, ref_params=None, 
           print(_progress(record, cfg.num_steps), flush=True)
       if on_step is not None:
         on_step(step + 1, record)
-      if done or (cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0) or sigterm.received:
+      stop = preemption.requested() is not None
+      if done or (cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0) or stop:
         save(step + 1)
-      if sigterm.received:
-        preempted = True
-        if verbose:
-          print(f"SIGTERM: checkpointed step {step + 1} and stopped", flush=True)
-        break
+      if stop:
+        checkpointer.close()
+        preemption.check(f"checkpointed step {step + 1} of {cfg.num_steps} in {checkpointer.directory}")
   checkpointer.close()
   return TrainResult(state, history, preempted, resumed_from)
 
