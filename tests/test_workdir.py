@@ -293,3 +293,21 @@ sys.exit(main.main(["experiments.main", "--config=experiments/configs/ipo_bandit
   assert r.returncode == 143, r.stderr[-3000:]
   assert "resume with" in r.stderr and "--workdir=" in r.stderr
   assert json.loads((tmp_path / "w" / "status.json").read_text())["state"] == "interrupted"
+
+
+def test_a_notebook_copied_elsewhere_imports_prefjax_and_its_configs(tmp_path):
+  """The notebooks' install cell finds prefjax and `experiments` wherever the notebook is (both installed)."""
+  with open(os.path.join(ROOT, "colab", "ipo_bandit.ipynb"), encoding="utf-8") as f:
+    cells = [c for c in json.load(f)["cells"] if c["cell_type"] == "code"]
+  install = "".join(cells[0]["source"])
+  code = install + "\nfrom experiments.configs import ipo_bandit\nprint(ipo_bandit.get_config('quick').name)\n"
+  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+  r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                     env=env)
+  assert r.returncode == 0 and r.stdout.strip() == "ipo_bandit", r.stderr[-2000:]
+
+
+def test_notebook_and_command_outputs_are_ignored_by_git():
+  for path in ("colab/runs/ipo_bandit_colab/summary.json", "runs/x/config.json"):
+    r = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT)
+    assert r.returncode == 0, path
