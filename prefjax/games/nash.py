@@ -14,12 +14,20 @@ Conventions:
   `[..., N]` (π_ref = softmax(ref_logits), so any additive constant is irrelevant); preference matrices are
   `[..., N, N]`. Leading axes are broadcast explicitly (a single game `[N, N]` against a batch of policies
   works); `beta` is a scalar or has the leading (batch) shape. Sweep β or batches of games with `jax.vmap`.
-- The jax functions are pure and jit/vmap-compatible. Value checks (P is a preference matrix, β > 0) run
-  only on concrete inputs; shape checks always run. Bad input raises `PrefjaxError`.
+- The jax functions are pure and jit/vmap-compatible. Value checks (P is a preference matrix, β > 0,
+  policies are probability vectors) run only on concrete inputs; shape checks always run. Bad input raises
+  `PrefjaxError`. Array-likes (nested lists, tuples) are accepted wherever an array is: the public
+  functions convert them with `jnp.asarray` before anything is traced.
+- A policy argument (`pi`, `pi1`, `pi2`) must be finite, non-negative and sum to 1 along its last axis
+  within `policy_tolerance(N, dtype)` = max(4 N ε, √ε) (ε of the policy's dtype, or of the dtype jax
+  computes in if that is coarser): 4 N ε bounds the rounding of a normalisation in that dtype, √ε leaves
+  room for policies accumulated over many steps (running averages drift by ~√T ε), and both are far below
+  the errors of an unnormalised policy. The check runs on concrete inputs only (skipped under jit/vmap).
 - `solve_nash_lp` and `von_neumann_winner` run scipy's linear-programming solver on the host in float64:
   they are not traceable (no `jit`/`vmap`/`grad`).
 """
 
+import numbers
 from typing import NamedTuple
 
 import jax
@@ -30,6 +38,7 @@ import scipy.optimize
 from prefjax.envs import preferences
 from prefjax.errors import PrefjaxError
 from prefjax.games import tabular
+from prefjax.objectives import _checks
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -38,6 +47,61 @@ from prefjax.games import tabular
 
 def _is_concrete(*xs):
   return not any(isinstance(x, jax.core.Tracer) for x in xs)
+
+
+def _as_arrays(fn, **args):
+  """The arguments with array-likes (nested lists, tuples) as jax arrays; arrays, tracers, scalars, None kept.
+
+  Called at the public entry points, outside jit: a nested Python list passed on to a jitted kernel is a
+  pytree of scalars there, not an array. Returns the values in the order given.
+  """
+  out = []
+  for name, x in args.items():
+    if x is not None and not isinstance(x, (jax.Array, np.ndarray, np.generic, numbers.Number)):
+      try:
+        x = jnp.asarray(x)
+      except (TypeError, ValueError) as e:
+        raise PrefjaxError(f"{fn}: {name} must be an array or a nested list of numbers, got "
+                           f"{type(x).__name__} ({e})") from None
+    out.append(x)
+  return out
+
+
+def policy_tolerance(n, dtype):
+  """Tolerance on |Σ_y π(y) − 1| of a policy over `n` actions: max(4 n ε, √ε) (module docstring).
+
+  ε is the machine epsilon of `dtype` or of jax's canonical dtype for it (float32 without x64), whichever
+  is coarser; a non-float dtype counts as float32.
+  """
+  dtype = np.dtype(dtype)
+  if not jnp.issubdtype(dtype, jnp.floating):
+    dtype = np.dtype(np.float32)
+  eps = max(float(jnp.finfo(dtype).eps), float(jnp.finfo(jax.dtypes.canonicalize_dtype(dtype)).eps))
+  return max(4.0 * n * eps, float(np.sqrt(eps)))
+
+
+def _check_policy(pi, name, fn):
+  """Raises `PrefjaxError` unless a concrete `pi` `[..., N]` is a probability vector (no-op when traced)."""
+  value = _checks.concrete(pi)
+  if value is None:
+    return
+  n = value.shape[-1]
+  x = value.astype(np.float64)
+  if not np.all(np.isfinite(x)):
+    raise PrefjaxError(f"{fn}: {name} has non-finite entries")
+  if np.any(x < 0):
+    idx = np.unravel_index(int(np.argmax(x < 0)), x.shape)
+    where = idx[0] if len(idx) == 1 else tuple(int(i) for i in idx)
+    raise PrefjaxError(f"{fn}: {name} must be a probability vector (non-negative, summing to 1 along the "
+                       f"last axis); entry {where} is {value[idx]}")
+  tol = policy_tolerance(n, value.dtype)
+  err = np.abs(x.sum(axis=-1) - 1.0)
+  if np.any(err > tol):
+    idx = np.unravel_index(int(np.argmax(err)), err.shape)
+    row = f" row {tuple(int(i) for i in idx)}" if idx else ""
+    raise PrefjaxError(f"{fn}: {name} must be a probability vector summing to 1 along the last axis;{row} "
+                       f"sums to {float(x[idx].sum()):.8g} (tolerance {tol:.2g} = max(4·N·eps, sqrt(eps)) "
+                       f"for N = {n}, {value.dtype})")
 
 
 def _check_P(P, fn):
@@ -84,7 +148,8 @@ def check_game(fn, P, ref_logits=None, beta=None, **vectors):
   (`preferences.validate`), vectors are finite, β is finite and > 0. Raises `PrefjaxError` naming `fn` and
   the argument.
   """
-  return _check_game(fn, P, ref_logits, beta, **vectors)
+  P, ref_logits, beta, *values = _as_arrays(fn, P=P, ref_logits=ref_logits, beta=beta, **vectors)
+  return _check_game(fn, P, ref_logits, beta, **dict(zip(vectors, values)))
 
 
 def _check_game(fn, P, ref_logits=None, beta=None, **policies):
@@ -165,7 +230,7 @@ def game_value(pi1, pi2, P, ref_logits, beta):
     f_β(π1, π2) = π1ᵀ P π2 − β KL(π1 ‖ π_ref) + β KL(π2 ‖ π_ref).
 
   Args:
-    pi1: `[..., N]` policy of the maximising player.
+    pi1: `[..., N]` policy of the maximising player (a probability vector, see the module docstring).
     pi2: `[..., N]` policy of the minimising player.
     P: `[..., N, N]` preference matrix.
     ref_logits: `[..., N]` logits of π_ref.
@@ -174,7 +239,11 @@ def game_value(pi1, pi2, P, ref_logits, beta):
   Returns:
     `[...]` game values.
   """
+  pi1, pi2, P, ref_logits, beta = _as_arrays("game_value", pi1=pi1, pi2=pi2, P=P, ref_logits=ref_logits,
+                                              beta=beta)
   _check_game("game_value", P, ref_logits, beta, pi1=pi1, pi2=pi2)
+  _check_policy(pi1, "pi1", "game_value")
+  _check_policy(pi2, "pi2", "game_value")
   return _jit(_game_value)(pi1, pi2, P, ref_logits, beta)
 
 
@@ -202,7 +271,9 @@ def best_response(pi, P, ref_logits, beta):
   Returns:
     `[..., N]` best-response policy.
   """
+  pi, P, ref_logits, beta = _as_arrays("best_response", pi=pi, P=P, ref_logits=ref_logits, beta=beta)
   _check_game("best_response", P, ref_logits, beta, pi=pi)
+  _check_policy(pi, "pi", "best_response")
   return _jit(_best_response)(pi, P, ref_logits, beta)
 
 
@@ -235,7 +306,9 @@ def duality_gap(pi, P, ref_logits, beta):
   Returns:
     `[...]` duality gaps.
   """
+  pi, P, ref_logits, beta = _as_arrays("duality_gap", pi=pi, P=P, ref_logits=ref_logits, beta=beta)
   _check_game("duality_gap", P, ref_logits, beta, pi=pi)
+  _check_policy(pi, "pi", "duality_gap")
   return _jit(_duality_gap)(pi, P, ref_logits, beta)
 
 
@@ -260,8 +333,10 @@ def exploitability(pi, P):
   Returns:
     `[...]` exploitabilities in [0, ½].
   """
+  pi, P = _as_arrays("exploitability", pi=pi, P=P)
   n = _check_P(P, "exploitability")
   _check_vector(pi, "pi", n, "exploitability")
+  _check_policy(pi, "pi", "exploitability")
   return _jit(_exploitability)(pi, P)
 
 
@@ -277,7 +352,9 @@ def nash_residual(pi, P, ref_logits, beta):
   Returns:
     `[...]` residuals.
   """
+  pi, P, ref_logits, beta = _as_arrays("nash_residual", pi=pi, P=P, ref_logits=ref_logits, beta=beta)
   _check_game("nash_residual", P, ref_logits, beta, pi=pi)
+  _check_policy(pi, "pi", "nash_residual")
   return _jit(_nash_residual)(pi, P, ref_logits, beta)
 
 
@@ -384,6 +461,7 @@ def solve_regularised_nash(P, ref_logits, beta, *, tol=None, max_iter=1_000_000)
     A `NashSolution` (policy, residual, gap, num_iters). Check `residual` if `max_iter` may bind.
   """
   fn = "solve_regularised_nash"
+  P, ref_logits, beta, tol = _as_arrays(fn, P=P, ref_logits=ref_logits, beta=beta, tol=tol)
   _check_game(fn, P, ref_logits, beta)
   if tol is not None and _is_concrete(tol):
     _check_beta(tol, fn, name="tol")
@@ -502,6 +580,7 @@ def condorcet_winner(P):
   Returns:
     `[...]` int32 action indices, −1 where no Condorcet winner exists.
   """
+  (P,) = _as_arrays("condorcet_winner", P=P)
   _check_P(P, "condorcet_winner")
   return _jit(_condorcet_winner)(P)
 

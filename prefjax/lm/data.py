@@ -35,6 +35,10 @@ Rows and formatting (`PreferenceDataset.from_jsonl`):
     UltraFeedback-binarized layout: `chosen` is the whole conversation); that shared prefix is removed.
     Without `prompt`, message-list rows take the longest common message prefix of chosen and rejected
     as the prompt (the HH-RLHF conversational layout); string rows must have a `prompt`.
+  - A message's role must be one of `chat_roles` (default `CHAT_ROLES`: "system", "user", "assistant",
+    "tool"); any other role (a typo such as "usr") is a malformed row naming the field and the role, since
+    the template would render it and the model be trained on it. Pass `chat_roles=` for a template that
+    knows more roles.
   - Chat messages are rendered by `chat_template(messages, add_generation_prompt) -> str` (default:
     the tokenizer's own template when its tokenizer_config.json has one, else `default_chat_template`:
     "<|role|>\\ncontent\\n" per message, "<|assistant|>\\n" as the generation prompt). A response's
@@ -44,8 +48,9 @@ Rows and formatting (`PreferenceDataset.from_jsonl`):
     responses are encoded separately (as TRL does), so a BPE merge never crosses the boundary.
 
 Validation (never silent):
-  - Malformed rows (invalid JSON, not an object, missing or mistyped field, bad message) raise
-    `PrefjaxError` naming the file and line; with `on_malformed="drop"` they are dropped and counted.
+  - Malformed rows (invalid JSON, a line that is not valid UTF-8, not an object, missing or mistyped
+    field, bad message, unknown role) raise `PrefjaxError` naming the file and line (and the field); with
+    `on_malformed="drop"` they are dropped and counted.
   - Dropped and counted in the `DataReport` (with the first line numbers of each reason), and logged:
     "empty_chosen" / "empty_rejected" (response text empty or whitespace only), "identical"
     (chosen text == rejected text), "prompt_too_long" (the tokenized prompt alone has >= max_length
@@ -73,6 +78,7 @@ import json
 import logging
 import math
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -86,6 +92,9 @@ PAIR_KEYS = ("chosen_tokens_BxL", "chosen_loss_mask_BxL", "chosen_attention_mask
              "rejected_tokens_BxL", "rejected_loss_mask_BxL", "rejected_attention_mask_BxL")
 MULTI_KEYS = ("tokens_BxKxL", "loss_mask_BxKxL", "attention_mask_BxKxL", "scores_BxK")
 _MAX_LINES_REPORTED = 20
+
+# Roles a chat message may have unless the dataset is given `chat_roles=` (see the module docstring).
+CHAT_ROLES = ("system", "user", "assistant", "tool")
 
 
 def default_chat_template(messages, add_generation_prompt=False):
@@ -148,11 +157,18 @@ def _read_jsonl(paths):
     path = os.fspath(path)
     if not os.path.isfile(path):
       raise PrefjaxError(f"data file {path!r} does not exist")
-    with open(path, encoding="utf-8") as f:
+    # Undecodable bytes become lone surrogates U+DC80..U+DCFF (which a valid decode never yields), so a
+    # bad line is reported with its number instead of a bare UnicodeDecodeError for the whole file.
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
       for lineno, line in enumerate(f, start=1):
+        where = f"{path}:{lineno}"
+        bad = _first_undecodable(line)
+        if bad is not None:
+          yield where, _Malformed(f"not valid UTF-8 (byte 0x{ord(line[bad]) - 0xDC00:02x} at column "
+                                  f"{bad + 1})")
+          continue
         if not line.strip():
           continue
-        where = f"{path}:{lineno}"
         try:
           row = json.loads(line)
         except json.JSONDecodeError as e:
@@ -161,7 +177,16 @@ def _read_jsonl(paths):
         yield where, row
 
 
-def _check_messages(value, field):
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
+def _first_undecodable(line):
+  """Index of the first byte that was not valid UTF-8 (a surrogate escape) in `line`, or None."""
+  bad = _UNDECODABLE.search(line)
+  return None if bad is None else bad.start()
+
+
+def _check_messages(value, field, roles=CHAT_ROLES):
   if not value:
     raise _Malformed(f"field {field!r} is an empty message list")
   for i, m in enumerate(value):
@@ -169,10 +194,15 @@ def _check_messages(value, field):
         m.get("content"), str):
       raise _Malformed(f"field {field!r}[{i}] must be a message {{'role': str, 'content': str}}, "
                        f"got {str(m)[:80]!r}")
+    if m["role"] not in roles:
+      raise _Malformed(f"field {field!r}[{i}] has unknown role {m['role']!r} (known roles: "
+                       f"{', '.join(map(repr, roles))}; pass chat_roles= to allow others)")
   return [{"role": m["role"], "content": m["content"]} for m in value]
 
 
-def _field(row, name, required=True):
+def _field(row, name, required=True, roles=CHAT_ROLES, label=None):
+  """Field `name` of `row`: a string or a checked message list; `label` names it in errors."""
+  label = name if label is None else label
   if name not in row:
     if required:
       raise _Malformed(f"missing field {name!r} (fields present: {sorted(row)})")
@@ -181,9 +211,18 @@ def _field(row, name, required=True):
   if isinstance(value, str):
     return value
   if isinstance(value, list):
-    return _check_messages(value, name)
-  raise _Malformed(f"field {name!r} must be a string or a list of chat messages, got "
+    return _check_messages(value, label, roles)
+  raise _Malformed(f"field {label!r} must be a string or a list of chat messages, got "
                    f"{type(value).__name__}")
+
+
+def _check_roles(chat_roles):
+  """The `chat_roles` option as a tuple of strings (None: `CHAT_ROLES`)."""
+  if chat_roles is None:
+    return CHAT_ROLES
+  if isinstance(chat_roles, str) or not all(isinstance(r, str) for r in chat_roles) or not chat_roles:
+    raise PrefjaxError(f"chat_roles must be a non-empty list of role names, got {chat_roles!r}")
+  return tuple(chat_roles)
 
 
 def _strip_prefix(messages, prefix):
@@ -192,8 +231,10 @@ def _strip_prefix(messages, prefix):
   return messages
 
 
-def _render(prompt, responses, chat_template):
+def _render(prompt, responses, chat_template, fields):
   """Prompt text, response texts and per-response emptiness (see the module docstring).
+
+  `fields` names the responses in errors ("chosen", "rejected", "responses[i]").
 
   A response is empty when its text is whitespace only or, for message lists, when every message of
   it (after removing the prompt prefix) has whitespace-only content, whatever the template adds.
@@ -214,21 +255,31 @@ def _render(prompt, responses, chat_template):
   if isinstance(prompt, str) and not any_list:
     return prompt, list(responses), [_is_empty(r) for r in responses]
   prompt_msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-  prompt_text = chat_template(prompt_msgs, True)
+  prompt_text = _apply_template(chat_template, prompt_msgs, True, "prompt")
   texts, empty = [], []
-  for r in responses:
+  for r, field in zip(responses, fields):
     if isinstance(r, str):
       texts.append(r)
       empty.append(_is_empty(r))
       continue
     r = _strip_prefix(r, prompt_msgs)
-    full = chat_template(list(prompt_msgs) + r, False)
+    full = _apply_template(chat_template, list(prompt_msgs) + r, False, field)
     if not full.startswith(prompt_text):
-      raise _Malformed("the chat template's rendering of prompt + response does not start with its "
-                       "rendering of the prompt with the generation prompt")
+      raise _Malformed(f"field {field!r} (roles {[m['role'] for m in r]}): the chat template's rendering "
+                       "of prompt + response does not start with its rendering of the prompt with the "
+                       "generation prompt")
     texts.append(full[len(prompt_text):])
     empty.append(_is_empty(texts[-1]) or all(_is_empty(m["content"]) for m in r))
   return prompt_text, texts, empty
+
+
+def _apply_template(chat_template, messages, add_generation_prompt, field):
+  """The template's rendering; a `PrefjaxError` it raises (a Jinja template's `raise_exception`, e.g.
+  roles that do not alternate) becomes a malformed row naming the field (and so the file and line)."""
+  try:
+    return chat_template(messages, add_generation_prompt)
+  except PrefjaxError as e:
+    raise _Malformed(f"field {field!r} (roles {[m['role'] for m in messages]}): {e}") from None
 
 
 def _is_empty(text):
@@ -352,7 +403,8 @@ class PreferenceDataset(_Dataset):
   """
 
   def __init__(self, rows, *, tokenizer="byte", max_length=512, max_prompt_length=None,
-               chat_template=None, on_malformed="raise", long_prompt="drop", source="<memory>"):
+               chat_template=None, on_malformed="raise", long_prompt="drop", source="<memory>",
+               chat_roles=None):
     """Builds the dataset from rows.
 
     Args:
@@ -367,9 +419,11 @@ class PreferenceDataset(_Dataset):
       long_prompt: "drop" (default) prompts of >= L tokens, or "truncate" them by rule 2 of the
         module docstring (to max(P, L − R) tokens) like any other long prompt.
       source: name of the data for the report.
+      chat_roles: the roles chat messages may have (default `CHAT_ROLES`); another role is malformed.
     """
     if on_malformed not in ("raise", "drop"):
       raise PrefjaxError(f"on_malformed must be 'raise' or 'drop', got {on_malformed!r}")
+    roles = _check_roles(chat_roles)
     b = _Builder(tokenizer, max_length, max_prompt_length, chat_template, long_prompt)
     self.tokenizer, self.max_length, self.max_prompt_length = (b.tokenizer, b.max_length,
                                                                b.max_prompt_length)
@@ -382,10 +436,10 @@ class PreferenceDataset(_Dataset):
           raise row
         if not isinstance(row, dict):
           raise _Malformed(f"a row must be a JSON object, got {type(row).__name__}")
-        prompt = _field(row, "prompt", required=False)
-        chosen, rejected = _field(row, "chosen"), _field(row, "rejected")
-        prompt_text, (chosen_text, rejected_text), empty = _render(prompt, [chosen, rejected],
-                                                                   b.chat_template)
+        prompt = _field(row, "prompt", required=False, roles=roles)
+        chosen, rejected = _field(row, "chosen", roles=roles), _field(row, "rejected", roles=roles)
+        prompt_text, (chosen_text, rejected_text), empty = _render(
+            prompt, [chosen, rejected], b.chat_template, ("chosen", "rejected"))
       except _Malformed as e:
         if on_malformed == "raise":
           raise PrefjaxError(f"{where}: malformed preference row: {e}") from None
@@ -451,10 +505,11 @@ class MultiResponseDataset(_Dataset):
 
   def __init__(self, rows, *, tokenizer="byte", max_length=512, max_prompt_length=None,
                chat_template=None, on_malformed="raise", long_prompt="drop", num_responses=None,
-               source="<memory>"):
+               source="<memory>", chat_roles=None):
     """Builds the dataset; arguments as `PreferenceDataset`, plus `num_responses` (K >= 2)."""
     if on_malformed not in ("raise", "drop"):
       raise PrefjaxError(f"on_malformed must be 'raise' or 'drop', got {on_malformed!r}")
+    roles = _check_roles(chat_roles)
     if num_responses is not None and (not isinstance(num_responses, (int, np.integer))
                                       or num_responses < 2):
       raise PrefjaxError(f"num_responses must be an integer >= 2, got {num_responses!r}")
@@ -471,11 +526,13 @@ class MultiResponseDataset(_Dataset):
           raise row
         if not isinstance(row, dict):
           raise _Malformed(f"a row must be a JSON object, got {type(row).__name__}")
-        prompt = _field(row, "prompt", required=False)
+        prompt = _field(row, "prompt", required=False, roles=roles)
         responses, scores = row.get("responses"), row.get("scores")
         if not isinstance(responses, list) or len(responses) < 2:
           raise _Malformed("field 'responses' must be a list of at least 2 responses")
-        responses = [_field({"responses": r}, "responses") for r in responses]
+        fields = [f"responses[{i}]" for i in range(len(responses))]
+        responses = [_field({"responses": r}, "responses", roles=roles, label=f)
+                     for r, f in zip(responses, fields)]
         if (not isinstance(scores, list) or len(scores) != len(responses) or not all(
             isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s)
             for s in scores)):
@@ -486,7 +543,7 @@ class MultiResponseDataset(_Dataset):
         if len(responses) != self.num_responses:
           raise _Malformed(f"{len(responses)} responses, but the dataset has K = "
                            f"{self.num_responses} per row")
-        prompt_text, texts, empty = _render(prompt, responses, b.chat_template)
+        prompt_text, texts, empty = _render(prompt, responses, b.chat_template, fields)
       except _Malformed as e:
         if on_malformed == "raise":
           raise PrefjaxError(f"{where}: malformed multi-response row: {e}") from None

@@ -16,6 +16,10 @@ Other families live in their modules, each with its own entry point or registry:
   densities, the preference-behaviour family and annotator mixtures, with closed-form optima (§6);
 - `nash` — Nash-learning and self-play objectives on preference games: online IPO, Nash-MD(-PG), EGPO's
   extragradient step, SPPO, SPIN, each with an exact and a sampled twin (§4).
+
+Input checks: shapes always, hyper-parameter values when concrete; NaN / ±inf inputs only on request, with
+`check_finite=True` on the entry points of every family (eager `PrefjaxError`, or a `jax.experimental.checkify`
+check under `jit`; see docs/objectives_checks.md).
 """
 
 from prefjax.objectives.divergences import DIVERGENCES

@@ -21,6 +21,11 @@ Registry: `DENSITY_LOSSES` maps a name to a loss with the uniform signature
 `density_loss(name, ...)` looks one up. Names: luce (alias bradley_terry, reward), dpo (alias sigmoid),
 geometric, ipo, slic (alias hinge). Multi-annotator mixtures have their own functions
 (`mixture_preference_logits`, `mixture_loss`): their inputs carry a component axis.
+
+Non-finite inputs: NaN / ±inf log-densities or labels are not checked by default (the losses are then NaN
+or infinite). `density_loss(..., check_finite=True)` and `mixture_loss(..., check_finite=True)` check their
+array inputs: eagerly a `PrefjaxError` naming the argument and the first bad index, under `jit` a
+`jax.experimental.checkify` check (docs/objectives_checks.md).
 """
 
 from typing import Callable
@@ -30,6 +35,7 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
 from prefjax.errors import PrefjaxError
+from prefjax.objectives import _checks
 from prefjax.objectives.registry import Registry
 
 
@@ -232,17 +238,20 @@ def mixture_preference_logits(logq_a, logq_b, mixture_logits):
   return logsumexp(log_w - jax.nn.softplus(-delta), axis=0) - logsumexp(log_w - jax.nn.softplus(delta), axis=0)
 
 
-def mixture_loss(logq_a, logq_b, mixture_logits, labels):
+def mixture_loss(logq_a, logq_b, mixture_logits, labels, *, check_finite=False):
   """Negative log-likelihood of outcomes under the annotator mixture (mixture weights learned jointly).
 
   Args:
     logq_a, logq_b: `[K, B]` component log-densities.
     mixture_logits: `[K]` log mixture weights (softmax-normalised inside).
     labels: `[B]` outcomes, 1 when a ≻ b.
+    check_finite: opt-in NaN / ±inf check of the array inputs (default off; see the module docstring).
 
   Returns:
     `[B]` losses.
   """
+  _checks.check_finite("mixture_loss", check_finite, {"logq_a": logq_a, "logq_b": logq_b,
+                                                      "mixture_logits": mixture_logits, "labels": labels})
   return bernoulli_nll(mixture_preference_logits(logq_a, logq_b, mixture_logits), labels)
 
 
@@ -262,9 +271,15 @@ DENSITY_LOSSES.register("slic", slic_loss)
 DENSITY_LOSSES.alias("hinge", "slic")
 
 
-def density_loss(name, logp_a, logp_b, logpre_a, logpre_b, labels, **hparams):
-  """Looks up `name` in `DENSITY_LOSSES` and returns its per-example losses `[B]`."""
-  return DENSITY_LOSSES.get(name)(logp_a, logp_b, logpre_a, logpre_b, labels, **hparams)
+def density_loss(name, logp_a, logp_b, logpre_a, logpre_b, labels, *, check_finite=False, **hparams):
+  """Looks up `name` in `DENSITY_LOSSES` and returns its per-example losses `[B]`.
+
+  `check_finite=True` first checks the array inputs for NaN / ±inf (see the module docstring).
+  """
+  loss = DENSITY_LOSSES.get(name)
+  _checks.check_finite(f"density objective {name!r}", check_finite, {
+      "logp_a": logp_a, "logp_b": logp_b, "logpre_a": logpre_a, "logpre_b": logpre_b, "labels": labels})
+  return loss(logp_a, logp_b, logpre_a, logpre_b, labels, **hparams)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -23,7 +23,10 @@ orders them easy → hard; `ampo_select` (AMPO-style active subset selection) pi
 reward extremes and distinct embedding clusters, to be trained with `mpo`'s group contrast.
 
 Bad input raises `PrefjaxError`: K that differ between arrays, ties in ranks for an objective that cannot
-take them, missing (None or NaN) scores, β ≤ 0.
+take them, missing (None or NaN) scores, β ≤ 0. NaN / ±inf log-probs are not checked by default (the loss is
+then NaN or infinite); `listwise_loss(..., check_finite=True)` checks `policy_logps`, `ref_logps`, `rewards`
+and `lengths`: eagerly a `PrefjaxError` naming the argument and the first bad [prompt, response] index,
+under `jit` a `jax.experimental.checkify` check (docs/objectives_checks.md).
 """
 
 import dataclasses
@@ -34,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from prefjax.errors import PrefjaxError
+from prefjax.objectives import _checks
 from prefjax.objectives.registry import Registry
 
 
@@ -371,7 +375,7 @@ def _check_ranks(ranks, shape):
 
 
 def listwise_loss(name, policy_logps, ref_logps, *, beta, rewards=None, ranks=None, lengths=None,
-                  **options):
+                  check_finite=False, **options):
   """Per-prompt losses `[B]` of a registered listwise objective.
 
   Args:
@@ -384,6 +388,9 @@ def listwise_loss(name, policy_logps, ref_logps, *, beta, rewards=None, ranks=No
     ranks: `[B, K]` integer ranks, 0 = best, a permutation per row; for rank-labelled objectives (which
       also accept tie-free `rewards` and rank them).
     lengths: `[B, K]` token counts > 0 (PRO's length normalisation); ones when None.
+    check_finite: opt-in check that `policy_logps`, `ref_logps`, `rewards` and `lengths` hold no NaN /
+      ±inf (default off: nothing is added to the computation); eager `PrefjaxError` naming the argument and
+      the first bad index, a `checkify` check under `jit` (docs/objectives_checks.md).
     **options: objective options (see the registry entry: temperature, top_k, sft_weight,
       use_temperatures, deviation_weight).
 
@@ -403,6 +410,11 @@ def listwise_loss(name, policy_logps, ref_logps, *, beta, rewards=None, ranks=No
   if shape[0] == 0:
     raise PrefjaxError("empty batch: policy_logps has B = 0 prompts")
   ref_logps = _matrix(ref_logps, "ref_logps", shape)
+  if check_finite:
+    _checks.check_finite(f"listwise objective {name!r}", True, {
+        "policy_logps": policy_logps, "ref_logps": ref_logps,
+        "rewards": None if rewards is None else _matrix(rewards, "rewards", shape),
+        "lengths": None if lengths is None else _matrix(lengths, "lengths", shape)})
   dtype = jnp.result_type(policy_logps, ref_logps, float)
   if jnp.ndim(beta) != 0:
     raise PrefjaxError(f"beta must be a scalar, got shape {jnp.shape(beta)}")

@@ -13,6 +13,11 @@ margin, ρ = log π − log π_ref.
   margins γ_i from a KL-regularised inner problem over the (batch ∪ history) reward gaps, solved by
   mirror descent. Batch-coupled.
 - Robust DPO (rDPO, 2403.00409) is `pairwise_loss("robust", ...)`; nothing different is needed here.
+
+Non-finite inputs: NaN / ±inf log-probs are not checked by default (the losses are then NaN or infinite).
+`check_finite=True` on `mmpo_loss`, `beta_dpo_loss` and `gamma_po_loss` checks the log-probs and the other
+array inputs (quality margins, state, history): eagerly a `PrefjaxError` naming the argument and the first
+bad index, under `jit` a `jax.experimental.checkify` check (docs/objectives_checks.md).
 """
 
 from typing import NamedTuple, Optional
@@ -50,8 +55,11 @@ def _scalar(x, name, low=None, low_open=True, high=None, high_open=False):
     raise PrefjaxError(f"{name} must be finite{bounds}, got {v}")
 
 
-def _margins(logps):
+def _margins(logps, fn=None, check_finite=False, **others):
+  """h = ρ_w − ρ_l of the four `[B]` log-prob arrays; with `check_finite`, checks them and `others`."""
   pw, pl, rw, rl = _batch(logps, _LOGPS)
+  if check_finite:
+    _checks.check_finite(fn, True, {**dict(zip(_LOGPS, (pw, pl, rw, rl))), **others})
   return (pw - rw) - (pl - rl)
 
 
@@ -66,7 +74,7 @@ def mmpo_targets(quality_margins, gamma):
 
 
 def mmpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
-              quality_margins, *, beta, gamma):
+              quality_margins, *, beta, gamma, check_finite=False):
   """Margin-matching preference optimisation (Kim et al. arXiv:2410.03145): DPO with soft BT targets.
 
   Verified against the official code (kykim0/margin-matching-pref-opt: `scripts/run_dpo.py` sets
@@ -86,11 +94,13 @@ def mmpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_
     quality_margins: `[B]` m = quality(y_w) − quality(y_l) (any sign).
     beta: scalar β > 0.
     gamma: scalar γ ≥ 0, the scale of the quality margins.
+    check_finite: opt-in NaN / ±inf check of the array inputs (default off; see the module docstring).
 
   Returns:
     `[B]` losses.
   """
-  h = _margins((policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps))
+  h = _margins((policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps),
+               "mmpo_loss", check_finite, quality_margins=quality_margins)
   (m,) = _batch([quality_margins], ["quality_margins"])
   if m.shape != h.shape:
     raise PrefjaxError(f"quality_margins has shape {m.shape} but the log-probs have shape {h.shape}")
@@ -150,7 +160,7 @@ BETA_DPO_STD_EPS = 1e-10  # added to the running std so the Gaussian weights sta
 
 
 def beta_dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, state,
-                  key, *, beta, alpha, filter_fraction=0.2, momentum=0.9):
+                  key, *, beta, alpha, filter_fraction=0.2, momentum=0.9, check_finite=False):
   """β-DPO (Wu et al. 2407.08639): batch-adaptive β with β-guided filtering, as in the official code.
 
   With h_i = ρ_w − ρ_l detached over the global batch of size B (the official trainer all-gathers it):
@@ -177,11 +187,14 @@ def beta_dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, 
     alpha: scalar α (the official `a`), the sensitivity of β to the batch's margin.
     filter_fraction: ρ ∈ [0, 1), the fraction of the batch filtered out (official `mode_weight`, 0.2).
     momentum: γ ∈ [0, 1) of the running statistics (official 0.9).
+    check_finite: opt-in NaN / ±inf check of the array inputs (default off; see the module docstring).
 
   Returns:
     `BetaDPOOutput`.
   """
-  h = _margins((policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps))
+  h = _margins((policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps),
+               "beta_dpo_loss", check_finite, **{"state.gap_mean": state.gap_mean,
+                                                 "state.gap_std": state.gap_std})
   b = h.shape[0]
   if b < 2:
     raise PrefjaxError("beta_dpo_loss needs a batch of B >= 2 (it uses the batch's standard deviation)")
@@ -263,7 +276,7 @@ def gamma_po_margins(reward_gaps, *, gamma0, tau, num_steps=20, history=None):
 
 
 def gamma_po_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, *,
-                  beta, gamma0, tau, num_steps=20, history=None, label_smoothing=0.0):
+                  beta, gamma0, tau, num_steps=20, history=None, label_smoothing=0.0, check_finite=False):
   """γ-DPO (2506.03690): DPO with dynamic target margins, −(1−ε) log σ(βh − δ_i) − ε log σ(−(βh − δ_i)).
 
   δ_i = γ_i − γ₀ from `gamma_po_margins` on the detached reward gaps βh (the official `gm-dpo` loss).
@@ -274,11 +287,13 @@ def gamma_po_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, 
     beta: scalar β > 0.
     gamma0, tau, num_steps, history: see `gamma_po_margins`.
     label_smoothing: ε ∈ [0, ½].
+    check_finite: opt-in NaN / ±inf check of the array inputs (default off; see the module docstring).
 
   Returns:
     `[B]` losses.
   """
-  h = _margins((policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps))
+  h = _margins((policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps),
+               "gamma_po_loss", check_finite, history=history)
   _scalar(beta, "beta", low=0)
   _scalar(label_smoothing, "label_smoothing", low=0, low_open=False, high=0.5)
   delta = gamma_po_margins(beta * h, gamma0=gamma0, tau=tau, num_steps=num_steps, history=history)

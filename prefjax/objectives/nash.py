@@ -38,6 +38,11 @@ The objectives (registry `NASH_OBJECTIVES`, each an `(exact, sampled)` pair):
   y among K draws from π_t (self included), whose mean is (1/K)(½ + (K−1)(Pπ_t)_y). See `sppo_loss`.
 - "spin", "alpha_spin": E_{y∼p_data, y'∼q}[−log σ(λ(ℓ_m(y) − ℓ_m(y')))] with ℓ_m = log π_θ − log m,
   m = π_t (SPIN) or ∝ π_ref^α π_t^{1−α} (α-SPIN). See `spin_loss`.
+
+Non-finite inputs: P is always checked on concrete inputs (`preferences.validate`), the logits are not:
+a NaN / ±inf logit gives a NaN loss. Every loss above takes `check_finite=False`; `True` checks its
+logits (and P): eagerly a `PrefjaxError` naming the argument and the first bad index, under `jit` / `vmap`
+a `jax.experimental.checkify` check reported by `checkify.checkify(...)` (docs/objectives_checks.md).
 """
 
 from typing import Callable, NamedTuple
@@ -49,6 +54,7 @@ import optax
 
 from prefjax.envs import preferences
 from prefjax.errors import PrefjaxError
+from prefjax.objectives import _checks
 from prefjax.objectives.registry import Registry
 
 sg = jax.lax.stop_gradient
@@ -179,7 +185,7 @@ def _matvec(P, pi):
 # Online IPO 1 (OMD) and Nash-MD (mixture target).
 
 
-def online_ipo_1_loss(logits, ref_logits, P, beta, target_logits=None):
+def online_ipo_1_loss(logits, ref_logits, P, beta, target_logits=None, *, check_finite=False):
   r"""Online IPO 1 / OMD loss of EGPO's simulations (arXiv:2503.08942; THEORY.md §4), exact over all pairs.
 
     L(θ; π') = (1/N²) Σ_{y,y'} (h_θ(y, y') − ((Pπ')_y − (Pπ')_{y'})/β)²,   π' = sg(softmax(target_logits)).
@@ -198,18 +204,21 @@ def online_ipo_1_loss(logits, ref_logits, P, beta, target_logits=None):
     P: `[N, N]` preference matrix.
     beta: β > 0 (τ).
     target_logits: `[N]` logits of π' (default: `logits`, detached). EGPO's second half-step passes π_{t+½}.
+    check_finite: opt-in NaN / ±inf check of the logits and P (see the module docstring).
 
   Returns:
     `[]` loss.
   """
   check_inputs("online_ipo_1_loss", logits, ref_logits, P, beta)
+  _checks.check_finite("online_ipo_1_loss", check_finite, {
+      "logits": logits, "ref_logits": ref_logits, "P": P, "target_logits": target_logits})
   target_logits = logits if target_logits is None else target_logits
   g = _matvec(P, jax.nn.softmax(sg(target_logits)))
   return _pair_loss(log_ratio(logits, ref_logits), g / beta)
 
 
 def online_ipo_1_loss_sampled(logits, ref_logits, P, beta, key, num_samples=100, target_logits=None,
-                              labels="probabilities"):
+                              labels="probabilities", *, check_finite=False):
   """Sampled twin of `online_ipo_1_loss`: y, y' ∼ uniform, y'' ∼ π' (EGPO's `online_ipo_1_sample`).
 
     L̂ = (1/S) Σ_s (h_θ(y_s, y'_s) − (P[y_s, y''_s] − P[y'_s, y''_s])/β)².
@@ -225,12 +234,15 @@ def online_ipo_1_loss_sampled(logits, ref_logits, P, beta, key, num_samples=100,
     num_samples: S (static).
     target_logits: `[N]` logits of π' (default `logits`, detached).
     labels: "probabilities" (query P) or "bernoulli" (a sampled 0/1 label per query).
+    check_finite: opt-in NaN / ±inf check of the logits and P (see the module docstring).
 
   Returns:
     `[]` loss.
   """
   fn = "online_ipo_1_loss_sampled"
   n = check_inputs(fn, logits, ref_logits, P, beta)
+  _checks.check_finite("online_ipo_1_loss_sampled", check_finite, {
+      "logits": logits, "ref_logits": ref_logits, "P": P, "target_logits": target_logits})
   _check_labels(fn, labels)
   target_logits = logits if target_logits is None else target_logits
   return _ipo1_sampled(logits, ref_logits, P, beta, key, _check_samples(fn, num_samples), n,
@@ -255,7 +267,7 @@ def online_ipo_1_target_variance(target_logits, P, beta):
   return jnp.mean(d * d @ pi - mean * mean)
 
 
-def nash_md_loss(logits, ref_logits, P, beta, mix_eta):
+def nash_md_loss(logits, ref_logits, P, beta, mix_eta, *, check_finite=False):
   """Nash-MD in loss form (EGPO's `nash_md`; Munos et al. arXiv:2312.00886): online IPO 1 against π^μ.
 
     L(θ) = (1/N²) Σ_{y,y'} (h_θ(y,y') − ((Pπ^μ)_y − (Pπ^μ)_{y'})/β)²,  π^μ ∝ sg(π_θ)^{1−η̃β} π_ref^{η̃β}.
@@ -269,16 +281,19 @@ def nash_md_loss(logits, ref_logits, P, beta, mix_eta):
     P: `[N, N]` preference matrix.
     beta: β > 0.
     mix_eta: the mixture step η̃ (explicit: see `nash_md_mixture_eta`).
+    check_finite: opt-in NaN / ±inf check of the logits and P (see the module docstring).
 
   Returns:
     `[]` loss.
   """
   check_inputs("nash_md_loss", logits, ref_logits, P, beta)
+  _checks.check_finite("nash_md_loss", check_finite, {"logits": logits, "ref_logits": ref_logits, "P": P})
   g = _matvec(P, jnp.exp(mixture_logits(logits, ref_logits, beta, mix_eta)))
   return _pair_loss(log_ratio(logits, ref_logits), g / beta)
 
 
-def nash_md_loss_sampled(logits, ref_logits, P, beta, mix_eta, key, num_samples=100, labels="probabilities"):
+def nash_md_loss_sampled(logits, ref_logits, P, beta, mix_eta, key, num_samples=100, labels="probabilities",
+                         *, check_finite=False):
   """Sampled twin of `nash_md_loss`: y, y' uniform, y'' ∼ π^μ (EGPO's `nash_md_sample`).
 
   E[∇L̂] = ∇L; E[L̂] = L + `online_ipo_1_target_variance(mixture_logits(...), P, β)`.
@@ -288,12 +303,15 @@ def nash_md_loss_sampled(logits, ref_logits, P, beta, mix_eta, key, num_samples=
     key: PRNG key.
     num_samples: S (static).
     labels: "probabilities" or "bernoulli".
+    check_finite: opt-in NaN / ±inf check of the logits and P (see the module docstring).
 
   Returns:
     `[]` loss.
   """
   fn = "nash_md_loss_sampled"
   n = check_inputs(fn, logits, ref_logits, P, beta)
+  _checks.check_finite("nash_md_loss_sampled", check_finite, {
+      "logits": logits, "ref_logits": ref_logits, "P": P})
   _check_labels(fn, labels)
   return _ipo1_sampled(logits, ref_logits, P, beta, key, _check_samples(fn, num_samples), n,
                        mixture_logits(logits, ref_logits, beta, mix_eta), labels)
@@ -303,7 +321,7 @@ def nash_md_loss_sampled(logits, ref_logits, P, beta, mix_eta, key, num_samples=
 # Online IPO 2 and Nash-MD-PG.
 
 
-def online_ipo_2_loss(logits, ref_logits, P, beta):
+def online_ipo_2_loss(logits, ref_logits, P, beta, *, check_finite=False):
   """Online IPO (Calandriello et al. arXiv:2403.08635) as in EGPO's `online_ipo_2`, exact.
 
     L(θ) = Σ_{y,y'} π(y) π(y') (h_θ(y, y') − (P_{yy'} − ½)/β)²,   π = sg(π_θ).
@@ -313,18 +331,22 @@ def online_ipo_2_loss(logits, ref_logits, P, beta):
 
   Args:
     logits, ref_logits, P, beta: as in `online_ipo_1_loss`.
+    check_finite: opt-in NaN / ±inf check of the logits and P (see the module docstring).
 
   Returns:
     `[]` loss.
   """
   check_inputs("online_ipo_2_loss", logits, ref_logits, P, beta)
+  _checks.check_finite("online_ipo_2_loss", check_finite, {
+      "logits": logits, "ref_logits": ref_logits, "P": P})
   pi = jax.nn.softmax(sg(logits))
   ell = log_ratio(logits, ref_logits)
   d = ell[:, None] - ell[None, :] - (P - 0.5) / beta
   return pi @ (d * d) @ pi
 
 
-def online_ipo_2_loss_sampled(logits, ref_logits, P, beta, key, num_samples=100, labels="probabilities"):
+def online_ipo_2_loss_sampled(logits, ref_logits, P, beta, key, num_samples=100, labels="probabilities",
+                              *, check_finite=False):
   """Sampled twin of `online_ipo_2_loss`: y, y' ∼ π (EGPO's `online_ipo_2_sample`); unbiased loss and gradient
   for `labels="probabilities"` (a Bernoulli label keeps the gradient unbiased, the loss gains a constant).
 
@@ -333,12 +355,15 @@ def online_ipo_2_loss_sampled(logits, ref_logits, P, beta, key, num_samples=100,
     key: PRNG key.
     num_samples: S (static).
     labels: "probabilities" or "bernoulli".
+    check_finite: opt-in NaN / ±inf check of the logits and P (see the module docstring).
 
   Returns:
     `[]` loss.
   """
   fn = "online_ipo_2_loss_sampled"
   n = check_inputs(fn, logits, ref_logits, P, beta)
+  _checks.check_finite("online_ipo_2_loss_sampled", check_finite, {
+      "logits": logits, "ref_logits": ref_logits, "P": P})
   _check_labels(fn, labels)
   s = _check_samples(fn, num_samples)
   del n
@@ -350,7 +375,7 @@ def online_ipo_2_loss_sampled(logits, ref_logits, P, beta, key, num_samples=100,
   return jnp.mean((ell[y] - ell[yp] - (_query(k_l, P, y, yp, labels) - 0.5) / beta) ** 2)
 
 
-def nash_md_pg_loss(logits, ref_logits, P, beta, mix_eta):
+def nash_md_pg_loss(logits, ref_logits, P, beta, mix_eta, *, check_finite=False):
   """Nash-MD-PG (Munos et al. arXiv:2312.00886; EGPO's `nash_md_pg`), exact policy-gradient surrogate.
 
     L(θ) = −Σ_y π(y) [(P π^μ)_y − β ℓ(y)]_sg log π_θ(y),   π = sg(π_θ),  π^μ as in `nash_md_loss`.
@@ -360,17 +385,20 @@ def nash_md_pg_loss(logits, ref_logits, P, beta, mix_eta):
 
   Args:
     logits, ref_logits, P, beta, mix_eta: as in `nash_md_loss`.
+    check_finite: opt-in NaN / ±inf check of the logits and P (see the module docstring).
 
   Returns:
     `[]` loss.
   """
   check_inputs("nash_md_pg_loss", logits, ref_logits, P, beta)
+  _checks.check_finite("nash_md_pg_loss", check_finite, {"logits": logits, "ref_logits": ref_logits, "P": P})
   pi = jax.nn.softmax(sg(logits))
   adv = sg(P @ jnp.exp(mixture_logits(logits, ref_logits, beta, mix_eta)) - beta * log_ratio(logits, ref_logits))
   return -jnp.sum(pi * adv * jax.nn.log_softmax(logits))
 
 
-def nash_md_pg_loss_sampled(logits, ref_logits, P, beta, mix_eta, key, num_samples=100, labels="probabilities"):
+def nash_md_pg_loss_sampled(logits, ref_logits, P, beta, mix_eta, key, num_samples=100, labels="probabilities",
+                            *, check_finite=False):
   """Sampled twin of `nash_md_pg_loss`: y ∼ π, y' ∼ π^μ, L̂ = −(1/S) Σ (P[y,y'] − βℓ(y))_sg log π_θ(y).
 
   Unbiased for the exact loss and its gradient.
@@ -380,12 +408,15 @@ def nash_md_pg_loss_sampled(logits, ref_logits, P, beta, mix_eta, key, num_sampl
     key: PRNG key.
     num_samples: S (static).
     labels: "probabilities" or "bernoulli".
+    check_finite: opt-in NaN / ±inf check of the logits and P (see the module docstring).
 
   Returns:
     `[]` loss.
   """
   fn = "nash_md_pg_loss_sampled"
   check_inputs(fn, logits, ref_logits, P, beta)
+  _checks.check_finite("nash_md_pg_loss_sampled", check_finite, {
+      "logits": logits, "ref_logits": ref_logits, "P": P})
   _check_labels(fn, labels)
   s = _check_samples(fn, num_samples)
   k_y, k_yp, k_l = jax.random.split(key, 3)
@@ -441,7 +472,7 @@ def egpo_step(loss_fn, optimizer, params, opt_state, key=None):
 # Self-play: SPPO (soft and hard win rates) and (α-)SPIN.
 
 
-def sppo_loss(logits, prev_logits, P, beta, num_samples_k=None):
+def sppo_loss(logits, prev_logits, P, beta, num_samples_k=None, *, check_finite=False):
   """SPPO's population objective (Wu et al. arXiv:2405.00675, eq. (4.5)), exact.
 
     L(θ) = ½ E_{y∼π_t}[(ℓ_t(y) − (P̄(y) − ½)/β)²],   ℓ_t = log π_θ − log π_t,
@@ -457,11 +488,13 @@ def sppo_loss(logits, prev_logits, P, beta, num_samples_k=None):
     P: `[N, N]` preference matrix.
     beta: β > 0 (SPPO's η = 1/β).
     num_samples_k: K (the soft win rate's sample count, self included) or None.
+    check_finite: opt-in NaN / ±inf check of the logits and P (see the module docstring).
 
   Returns:
     `[]` loss.
   """
   check_inputs("sppo_loss", logits, prev_logits, P, beta)
+  _checks.check_finite("sppo_loss", check_finite, {"logits": logits, "prev_logits": prev_logits, "P": P})
   pi_t = jax.nn.softmax(sg(prev_logits))
   win = P @ pi_t
   if num_samples_k is not None:
@@ -474,7 +507,8 @@ def sppo_loss(logits, prev_logits, P, beta, num_samples_k=None):
 SPPO_SELECTIONS = ("all", "best_worst", "hard")
 
 
-def sppo_loss_sampled(logits, prev_logits, P, beta, key, num_samples_k, num_prompts=1, selection="all"):
+def sppo_loss_sampled(logits, prev_logits, P, beta, key, num_samples_k, num_prompts=1, selection="all",
+                      *, check_finite=False):
   """SPPO with soft win rates estimated from K samples of π_t (Wu et al. arXiv:2405.00675; uclaml/SPPO).
 
   Per prompt (repeated `num_prompts` times, i.e. independent groups): draw y_1..y_K ∼ π_t, estimate
@@ -494,12 +528,15 @@ def sppo_loss_sampled(logits, prev_logits, P, beta, key, num_samples_k, num_prom
     num_samples_k: K ≥ 2 samples per prompt (static).
     num_prompts: independent groups averaged (static).
     selection: "all", "best_worst" or "hard".
+    check_finite: opt-in NaN / ±inf check of the logits and P (see the module docstring).
 
   Returns:
     `[]` loss.
   """
   fn = "sppo_loss_sampled"
   check_inputs(fn, logits, prev_logits, P, beta)
+  _checks.check_finite("sppo_loss_sampled", check_finite, {
+      "logits": logits, "prev_logits": prev_logits, "P": P})
   k = int(num_samples_k)
   if k < 2:
     raise PrefjaxError(f"{fn}: num_samples_k must be >= 2, got {num_samples_k}")
@@ -527,7 +564,8 @@ def spin_anchor_logits(prev_logits, ref_logits, alpha):
                             + alpha * jax.nn.log_softmax(ref_logits))
 
 
-def spin_loss(logits, prev_logits, ref_logits, data_logits, opponent_logits, lam, alpha=0.0):
+def spin_loss(logits, prev_logits, ref_logits, data_logits, opponent_logits, lam, alpha=0.0,
+              *, check_finite=False):
   """SPIN / α-SPIN loss, exact (Chen et al. arXiv:2401.01335; Alami et al. arXiv:2404.04291).
 
     L(θ) = Σ_{y,y'} p_data(y) q(y') [−log σ(λ(ℓ_m(y) − ℓ_m(y')))],   ℓ_m = log π_θ − log m,
@@ -544,10 +582,14 @@ def spin_loss(logits, prev_logits, ref_logits, data_logits, opponent_logits, lam
     opponent_logits: `[N]` logits of q.
     lam: λ > 0.
     alpha: α ∈ [0, 1].
+    check_finite: opt-in NaN / ±inf check of the logits (see the module docstring).
 
   Returns:
     `[]` loss.
   """
+  _checks.check_finite("spin_loss", check_finite, {
+      "logits": logits, "prev_logits": prev_logits, "ref_logits": ref_logits, "data_logits": data_logits,
+      "opponent_logits": opponent_logits})
   ell = jax.nn.log_softmax(logits) - spin_anchor_logits(prev_logits, ref_logits, alpha)
   p = jax.nn.softmax(data_logits)
   q = jax.nn.softmax(sg(opponent_logits))
@@ -555,17 +597,21 @@ def spin_loss(logits, prev_logits, ref_logits, data_logits, opponent_logits, lam
 
 
 def spin_loss_sampled(logits, prev_logits, ref_logits, data_logits, opponent_logits, lam, key, num_samples=100,
-                      alpha=0.0):
+                      alpha=0.0, *, check_finite=False):
   """Sampled twin of `spin_loss`: y ∼ p_data, y' ∼ q; unbiased loss and gradient.
 
   Args:
     logits, prev_logits, ref_logits, data_logits, opponent_logits, lam, alpha: as in `spin_loss`.
     key: PRNG key.
     num_samples: S (static).
+    check_finite: opt-in NaN / ±inf check of the logits (see the module docstring).
 
   Returns:
     `[]` loss.
   """
+  _checks.check_finite("spin_loss_sampled", check_finite, {
+      "logits": logits, "prev_logits": prev_logits, "ref_logits": ref_logits, "data_logits": data_logits,
+      "opponent_logits": opponent_logits})
   s = _check_samples("spin_loss_sampled", num_samples)
   k_y, k_yp = jax.random.split(key)
   y = jax.random.categorical(k_y, jax.nn.log_softmax(data_logits), shape=(s,))

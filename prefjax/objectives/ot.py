@@ -24,6 +24,11 @@ plain functions under `jit` on globally sharded arrays (XLA then sorts the globa
 Also here: a soft sort (NeuralSort, Grover et al. 1903.08850) for smooth gradients, which tends to the
 hard sort as its temperature → 0, and the FSD-violation metric (the fraction of quantile levels t where
 Q_chosen(t) < Q_rejected(t)).
+
+Non-finite inputs: a NaN sorts last and a NaN / ±inf gives NaN or infinite loss terms, unchecked by default.
+`check_finite=True` on `ot_losses`, `ot_value`, `aot_paired_loss`, `aot_unpaired_loss` and
+`sharded_ot_losses` checks the array inputs: eagerly a `PrefjaxError` naming the argument and the first bad
+index, under `jit` a `jax.experimental.checkify` check (docs/objectives_checks.md).
 """
 
 import math
@@ -35,6 +40,7 @@ import numpy as np
 from jax.sharding import PartitionSpec
 
 from prefjax.errors import PrefjaxError
+from prefjax.objectives import _checks
 from prefjax.objectives.registry import Registry
 
 
@@ -179,7 +185,8 @@ def global_sort(x_local, axis_name, soft_temperature=None):
 # ----------------------------------------------------------------------------------------------------
 
 
-def ot_losses(u, v, *, cost="logistic", beta=1.0, label_smoothing=0.0, soft_temperature=None):
+def ot_losses(u, v, *, cost="logistic", beta=1.0, label_smoothing=0.0, soft_temperature=None,
+              check_finite=False):
   """Per-order-statistic terms of the 1-D OT cost: h(β(u_(i) − v_(i))) (THEORY.md §5, 2406.05882).
 
   Their mean is OT_h between the empirical distributions of `u` and `v`; for convex h it equals the minimum
@@ -194,23 +201,26 @@ def ot_losses(u, v, *, cost="logistic", beta=1.0, label_smoothing=0.0, soft_temp
     label_smoothing: ε ∈ [0, ½] for the logistic cost (must be 0 for the others).
     soft_temperature: None for the exact sort; τ > 0 sorts with NeuralSort (smooth gradients; a
       relaxation, equal to the exact loss only as τ → 0).
+    check_finite: opt-in NaN / ±inf check of the array inputs (default off; see the module docstring).
 
   Returns:
     `[n]` losses in sorted order.
   """
   u, v = _check_pair(u, v, "u", "v")
+  _checks.check_finite("ot_losses", check_finite, {"u": u, "v": v})
   fn = _check_hparams(cost, beta, label_smoothing)
   delta = _sort(u, soft_temperature) - _sort(v, soft_temperature)
   return fn(beta * delta, label_smoothing)
 
 
-def ot_value(u, v, *, cost="logistic", beta=1.0, label_smoothing=0.0):
+def ot_value(u, v, *, cost="logistic", beta=1.0, label_smoothing=0.0, check_finite=False):
   """The 1-D OT cost (1/n) Σ_i h(β(u_(i) − v_(i))) = min over pairings (convex h); see `ot_losses`."""
-  return ot_losses(u, v, cost=cost, beta=beta, label_smoothing=label_smoothing).mean()
+  return ot_losses(u, v, cost=cost, beta=beta, label_smoothing=label_smoothing,
+                   check_finite=check_finite).mean()
 
 
 def aot_paired_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, *,
-                    beta, cost="logistic", label_smoothing=0.0, soft_temperature=None):
+                    beta, cost="logistic", label_smoothing=0.0, soft_temperature=None, check_finite=False):
   """Paired AOT (2406.05882): the policy's margin distribution should dominate the reference's.
 
   loss_i = h(β(sort(m^π)_(i) − sort(m^ref)_(i))) with m^π = log π(y_w) − log π(y_l) and
@@ -222,6 +232,7 @@ def aot_paired_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps
     cost: convex cost name (see `OT_COSTS`).
     label_smoothing: ε ∈ [0, ½] (logistic cost only).
     soft_temperature: None (exact sort) or a NeuralSort temperature.
+    check_finite: opt-in NaN / ±inf check of the array inputs (default off; see the module docstring).
 
   Returns:
     `[B]` losses in sorted order (batch-coupled; reduce with the mean).
@@ -230,12 +241,15 @@ def aot_paired_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps
                        "policy_rejected_logps")
   rw, rl = _check_pair(ref_chosen_logps, ref_rejected_logps, "ref_chosen_logps", "ref_rejected_logps")
   _check_pair(pw, rw, "policy_chosen_logps", "ref_chosen_logps")
+  _checks.check_finite("aot_paired_loss", check_finite, {
+      "policy_chosen_logps": pw, "policy_rejected_logps": pl, "ref_chosen_logps": rw, "ref_rejected_logps": rl})
   return ot_losses(pw - pl, rw - rl, cost=cost, beta=beta, label_smoothing=label_smoothing,
                    soft_temperature=soft_temperature)
 
 
 def aot_unpaired_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, *,
-                      beta, cost="logistic", label_smoothing=0.0, soft_temperature=None):
+                      beta, cost="logistic", label_smoothing=0.0, soft_temperature=None,
+                      check_finite=False):
   """Unpaired AOT (2406.05882): chosen log-ratios ρ_w should dominate rejected log-ratios ρ_l.
 
   loss_i = h(β(sort(ρ_w)_(i) − sort(ρ_l)_(i))), ρ = log π − log π_ref. With the logistic cost this is
@@ -247,6 +261,7 @@ def aot_unpaired_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_log
     cost: convex cost name.
     label_smoothing: ε ∈ [0, ½] (logistic cost only).
     soft_temperature: None (exact sort) or a NeuralSort temperature.
+    check_finite: opt-in NaN / ±inf check of the array inputs (default off; see the module docstring).
 
   Returns:
     `[B]` losses in sorted order (batch-coupled; reduce with the mean).
@@ -255,12 +270,14 @@ def aot_unpaired_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_log
   pl, rl = _check_pair(policy_rejected_logps, ref_rejected_logps, "policy_rejected_logps",
                        "ref_rejected_logps")
   _check_pair(pw, pl, "policy_chosen_logps", "policy_rejected_logps")
+  _checks.check_finite("aot_unpaired_loss", check_finite, {
+      "policy_chosen_logps": pw, "policy_rejected_logps": pl, "ref_chosen_logps": rw, "ref_rejected_logps": rl})
   return ot_losses(pw - rw, pl - rl, cost=cost, beta=beta, label_smoothing=label_smoothing,
                    soft_temperature=soft_temperature)
 
 
 def sharded_ot_losses(u, v, *, mesh, axis_name="data", cost="logistic", beta=1.0, label_smoothing=0.0,
-                      soft_temperature=None):
+                      soft_temperature=None, check_finite=False):
   """`ot_losses` on a batch sharded over `axis_name` of `mesh`, sorting the global batch.
 
   Runs under `jax.shard_map`: each device all-gathers both global batches, sorts them (`global_sort`),
@@ -275,11 +292,13 @@ def sharded_ot_losses(u, v, *, mesh, axis_name="data", cost="logistic", beta=1.0
     mesh: a `jax.sharding.Mesh` with an axis `axis_name`.
     axis_name: the data-parallel mesh axis.
     cost, beta, label_smoothing, soft_temperature: as in `ot_losses`.
+    check_finite: opt-in NaN / ±inf check of the array inputs (default off; see the module docstring).
 
   Returns:
     `[B]` per-order-statistic losses, sharded over `axis_name`.
   """
   u, v = _check_pair(u, v, "u", "v")
+  _checks.check_finite("sharded_ot_losses", check_finite, {"u": u, "v": v})
   fn = _check_hparams(cost, beta, label_smoothing)
   if axis_name not in mesh.shape:
     raise PrefjaxError(f"axis_name {axis_name!r} is not an axis of the mesh (axes: {tuple(mesh.shape)})")

@@ -23,6 +23,12 @@ sppo_hard, aot, aot_pair, apo_zero, apo_down, discopop, sigmoid_norm, sft. Alias
 slic = hinge, and TRL's `aot_pair` = our `aot_unpaired`: despite its name, TRL's `aot_pair` sorts the chosen
 and the rejected log-ratios separately (the *unpaired* AOT of 2406.05882), while TRL's `aot` sorts the
 policy's and the reference's margins (paired AOT), which is our `aot` too.
+
+Non-finite inputs: a NaN or ±inf log-prob gives a NaN or infinite loss, silently by default (no check is
+added to the computation). `check_finite=True` (on `pairwise_loss` and `pairwise_loss_and_metrics`) checks
+the four log-prob arrays and the lengths: eagerly it raises `PrefjaxError` naming the argument and the
+first bad index; under `jit` it is a `jax.experimental.checkify` check, reported by
+`checkify.checkify(jax.jit(f))` (docs/objectives_checks.md).
 """
 
 import dataclasses
@@ -35,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from prefjax.errors import PrefjaxError
+from prefjax.objectives import _checks
 from prefjax.objectives import divergences
 from prefjax.objectives.registry import Registry
 
@@ -683,7 +690,7 @@ def _inputs(objective, logps, chosen_lengths, rejected_lengths, *, length_normal
 def pairwise_loss_and_metrics(name, policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
                               ref_rejected_logps, *, beta, label_smoothing=0.0, chosen_lengths=None,
                               rejected_lengths=None, length_normalize=False, divergence="reverse_kl",
-                              alpha=0.5, discopop_tau=0.05):
+                              alpha=0.5, discopop_tau=0.05, check_finite=False):
   """Per-example pairwise losses and TRL-style reward metrics; see `pairwise_loss` for the arguments.
 
   Returns:
@@ -694,6 +701,10 @@ def pairwise_loss_and_metrics(name, policy_chosen_logps, policy_rejected_logps, 
       components, (policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps),
       chosen_lengths, rejected_lengths, beta=beta, label_smoothing=label_smoothing,
       length_normalize=length_normalize, divergence=divergence, alpha=alpha, discopop_tau=discopop_tau)
+  if check_finite:
+    _checks.check_finite(f"pairwise objective {name!r}" if isinstance(name, str) else "pairwise objective",
+                         True, {**dict(zip(_LOGP_ARGS, logps)), "chosen_lengths": chosen_lengths,
+                                "rejected_lengths": rejected_lengths})
   dtype = logps[0].dtype
   hparams = PairwiseHParams(beta=jnp.asarray(beta, dtype),
                             label_smoothing=jnp.asarray(label_smoothing, dtype),
@@ -720,7 +731,8 @@ def pairwise_loss_and_metrics(name, policy_chosen_logps, policy_rejected_logps, 
 
 def pairwise_loss(name, policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
                   *, beta, label_smoothing=0.0, chosen_lengths=None, rejected_lengths=None,
-                  length_normalize=False, divergence="reverse_kl", alpha=0.5, discopop_tau=0.05):
+                  length_normalize=False, divergence="reverse_kl", alpha=0.5, discopop_tau=0.05,
+                  check_finite=False):
   """Per-example losses of a registered pairwise objective (or a weighted combination of them).
 
   The batch loss is `losses.mean()`. Works under `jit` and `vmap` (β, ε, α may be traced scalars, so
@@ -744,17 +756,22 @@ def pairwise_loss(name, policy_chosen_logps, policy_rejected_logps, ref_chosen_l
     divergence: f-divergence score transform: reverse_kl (default), forward_kl, js or alpha (2309.16240).
     alpha: α of the α-divergence, s = (1 − e^{−αρ})/α (α → 0 reverse KL, α = 1 forward KL).
     discopop_tau: DiscoPOP's modulation temperature τ > 0.
+    check_finite: opt-in check that the log-probs and lengths hold no NaN / ±inf (default off: nothing is
+      added to the computation). Eager: `PrefjaxError` naming the argument and the first bad index; under
+      `jit`: a `checkify` check, reported when the function runs under `checkify.checkify` (see
+      docs/objectives_checks.md).
 
   Returns:
     `[B]` per-example losses (for AOT, the per-order-statistic terms in sorted order).
 
   Raises:
     PrefjaxError: unknown names, malformed combinations, β ≤ 0, ε out of range (or set for an objective that
-      does not use it), missing lengths, shapes that are not matching 1-D `[B]`, unknown divergence.
+      does not use it), missing lengths, shapes that are not matching 1-D `[B]`, unknown divergence; with
+      `check_finite=True`, a NaN / ±inf input.
   """
   losses, _ = pairwise_loss_and_metrics(
       name, policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
       beta=beta, label_smoothing=label_smoothing, chosen_lengths=chosen_lengths,
       rejected_lengths=rejected_lengths, length_normalize=length_normalize, divergence=divergence,
-      alpha=alpha, discopop_tau=discopop_tau)
+      alpha=alpha, discopop_tau=discopop_tau, check_finite=check_finite)
   return losses

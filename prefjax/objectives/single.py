@@ -10,6 +10,11 @@
 - SimpleMix (2505.02363): mixing on-policy and off-policy preference pairs, a data-construction helper.
 
 Per-example losses `[B]` (the caller takes the mean) unless stated otherwise.
+
+Non-finite inputs: NaN / ±inf log-probs (or logits, values, rewards) are not checked by default and give NaN
+or infinite losses. Every loss here takes `check_finite=False`; `True` checks its array inputs: eagerly a
+`PrefjaxError` naming the argument and the first bad index, under `jit` a `jax.experimental.checkify` check
+reported by `checkify.checkify(jax.jit(f))` (docs/objectives_checks.md).
 """
 
 from typing import Any, NamedTuple
@@ -52,7 +57,7 @@ class DROLosses(NamedTuple):
   residual: jax.Array
 
 
-def dro_losses(policy_logps, ref_logps, values, rewards, *, tau):
+def dro_losses(policy_logps, ref_logps, values, rewards, *, tau, check_finite=False):
   """Direct reward optimisation, DRO-V (Richemond et al. arXiv:2405.19107): policy and value losses.
 
   Equation numbers: the paper's text was not reachable (searched the pages corpus for
@@ -71,12 +76,15 @@ def dro_losses(policy_logps, ref_logps, values, rewards, *, tau):
     values: `[B]` V(x) of each example's prompt.
     rewards: `[B]` observed scalar rewards r (single response, no comparison).
     tau: scalar τ > 0, the KL regularisation.
+    check_finite: opt-in NaN / ±inf check of the array inputs (default off; see the module docstring).
 
   Returns:
     `DROLosses`.
   """
   logp, ref, v, r = _batch((policy_logps, ref_logps, values, rewards),
                            ("policy_logps", "ref_logps", "values", "rewards"))
+  _checks.check_finite("dro_losses", check_finite, {"policy_logps": logp, "ref_logps": ref, "values": v,
+                                                    "rewards": r})
   _positive(tau, "tau")
   reg = tau * (logp - ref)
   sg = jax.lax.stop_gradient
@@ -116,7 +124,7 @@ def bco_init(dtype=jnp.float32):
   return BCOState(jnp.zeros((), dtype), jnp.zeros((), dtype))
 
 
-def bco_loss(policy_logps, ref_logps, desirable, state, *, beta):
+def bco_loss(policy_logps, ref_logps, desirable, state, *, beta, check_finite=False):
   """Binary classifier optimisation (Jung et al. arXiv:2404.04656) without the density-ratio weights.
 
   Checked against TRL's BCO trainer and its `bco_pair` loss (the paper's equation numbers were not reachable:
@@ -139,11 +147,14 @@ def bco_loss(policy_logps, ref_logps, desirable, state, *, beta):
     desirable: `[B]` booleans (True = thumbs-up).
     state: `BCOState`.
     beta: scalar β > 0.
+    check_finite: opt-in NaN / ±inf check of the array inputs (default off; see the module docstring).
 
   Returns:
     `(losses [B], new_state)`.
   """
   logp, ref = _batch((policy_logps, ref_logps), ("policy_logps", "ref_logps"))
+  _checks.check_finite("bco_loss", check_finite, {"policy_logps": logp, "ref_logps": ref,
+                                                  "state.mean": state.mean, "state.count": state.count})
   desirable = jnp.asarray(desirable)
   if desirable.shape != logp.shape or desirable.dtype != jnp.bool_:
     raise PrefjaxError(
@@ -163,7 +174,8 @@ def bco_loss(policy_logps, ref_logps, desirable, state, *, beta):
 # ----------------------------------------------------------------------------------------------------
 
 
-def jpo_loss(policy_chosen_logps, ref_chosen_logps, policy_rejected_logps, ref_rejected_logps, *, beta):
+def jpo_loss(policy_chosen_logps, ref_chosen_logps, policy_rejected_logps, ref_rejected_logps, *, beta,
+             check_finite=False):
   """Joint preference optimisation (Bansal et al. arXiv:2404.00530): DPO across prompts.
 
   Verified against the official code (Hritikbansal/dove, `dove/custom_dove_trainer.py`: TRL's `sigmoid` DPO
@@ -182,6 +194,7 @@ def jpo_loss(policy_chosen_logps, ref_chosen_logps, policy_rejected_logps, ref_r
     policy_rejected_logps: `[B]` log π(y_l|x_l).
     ref_rejected_logps: `[B]` log π_ref(y_l|x_l).
     beta: scalar β > 0.
+    check_finite: opt-in NaN / ±inf check of the array inputs (default off; see the module docstring).
 
   Returns:
     `[B]` losses.
@@ -189,6 +202,8 @@ def jpo_loss(policy_chosen_logps, ref_chosen_logps, policy_rejected_logps, ref_r
   pw, rw, pl, rl = _batch(
       (policy_chosen_logps, ref_chosen_logps, policy_rejected_logps, ref_rejected_logps),
       ("policy_chosen_logps", "ref_chosen_logps", "policy_rejected_logps", "ref_rejected_logps"))
+  _checks.check_finite("jpo_loss", check_finite, {"policy_chosen_logps": pw, "ref_chosen_logps": rw,
+                                                  "policy_rejected_logps": pl, "ref_rejected_logps": rl})
   _positive(beta, "beta")
   return jax.nn.softplus(-beta * ((pw - rw) - (pl - rl)))
 
@@ -198,7 +213,7 @@ def jpo_loss(policy_chosen_logps, ref_chosen_logps, policy_rejected_logps, ref_r
 # ----------------------------------------------------------------------------------------------------
 
 
-def cringe_token_losses(logits, tokens, mask, key, *, top_k=5):
+def cringe_token_losses(logits, tokens, mask, key, *, top_k=5, check_finite=False):
   """The Cringe loss of negative sequences (Adolphs et al. arXiv:2211.05826), mean over tokens.
 
   Verified against the official code (facebookresearch/ParlAI, `projects/cringe/cringe_loss.py`,
@@ -221,6 +236,7 @@ def cringe_token_losses(logits, tokens, mask, key, *, top_k=5):
     mask: `[B, L]` 1 for response tokens, 0 for prompt and padding.
     key: PRNG key for the top-k sampling.
     top_k: k ≥ 1 (static), k < V.
+    check_finite: opt-in NaN / ±inf check of the array inputs (default off; see the module docstring).
 
   Returns:
     `[B]` the token-mean Cringe loss of each sequence.
@@ -234,6 +250,7 @@ def cringe_token_losses(logits, tokens, mask, key, *, top_k=5):
         f"{mask.shape}")
   if not isinstance(top_k, int) or not 1 <= top_k < logits.shape[-1]:
     raise PrefjaxError(f"top_k must be an integer in [1, V) = [1, {logits.shape[-1]}), got {top_k!r}")
+  _checks.check_finite("cringe_token_losses", check_finite, {"logits": logits})
   negative = jnp.take_along_axis(logits, tokens[..., None], axis=-1)[..., 0]
   vocab = jnp.arange(logits.shape[-1])
   excluded = jnp.where(vocab[None, None, :] == tokens[..., None], -jnp.inf, jax.lax.stop_gradient(logits))
@@ -247,7 +264,7 @@ def cringe_token_losses(logits, tokens, mask, key, *, top_k=5):
 
 
 def pairwise_cringe_loss(policy_chosen_logps, policy_rejected_logps, chosen_lengths, rejected_cringe, *,
-                         alpha=1.0, margin=-10.0, temperature=1.0):
+                         alpha=1.0, margin=-10.0, temperature=1.0, check_finite=False):
   """Pairwise Cringe (Xu et al. arXiv:2312.16682): NLL(y_w) + α g · Cringe(y_l).
 
   Not verified against an equation: the paper's method section was not reachable (searched the pages corpus for
@@ -266,6 +283,7 @@ def pairwise_cringe_loss(policy_chosen_logps, policy_rejected_logps, chosen_leng
     alpha: α ≥ 0.
     margin: b (the paper tunes it; −10 here is an example default).
     temperature: T > 0.
+    check_finite: opt-in NaN / ±inf check of the array inputs (default off; see the module docstring).
 
   Returns:
     `[B]` losses.
@@ -273,6 +291,8 @@ def pairwise_cringe_loss(policy_chosen_logps, policy_rejected_logps, chosen_leng
   pw, pl, n, cringe = _batch((policy_chosen_logps, policy_rejected_logps, chosen_lengths, rejected_cringe),
                              ("policy_chosen_logps", "policy_rejected_logps", "chosen_lengths",
                               "rejected_cringe"))
+  _checks.check_finite("pairwise_cringe_loss", check_finite, {
+      "policy_chosen_logps": pw, "policy_rejected_logps": pl, "chosen_lengths": n, "rejected_cringe": cringe})
   _positive(temperature, "temperature")
   value = _concrete(n)
   if value is not None and not np.all(value > 0):

@@ -6,6 +6,12 @@ plus the list of model names; the models in `prefjax.ranking.models` only need t
 counts (`BattleCounts`), so fitting costs O(N²) per iteration whatever the number of battles.
 
 Outcome codes: `A_WINS = 0`, `B_WINS = 1`, `TIE = 2`.
+
+Files (`load_battles`; `prefjax.ranking.load_ratings` uses the same readers) are UTF-8; a line that is not
+valid UTF-8 is an error naming the file, the line, the byte and its column. A CSV file has a header row;
+columns other than the required ones are allowed (and ignored), but every row must have exactly as many
+cells as the header: an extra cell (e.g. an unquoted comma inside a model name) would shift or drop data, so
+it is an error naming the file, the line and the header's columns.
 """
 
 import csv
@@ -13,6 +19,7 @@ import functools
 import json
 import math
 import os
+import re
 from typing import NamedTuple
 import warnings
 
@@ -168,23 +175,54 @@ def battles_from_records(records, *, model_names=None, source="records"):
       model_names=model_names)
 
 
+# Bytes that are not valid UTF-8 come out of a `surrogateescape` decode as lone surrogates U+DC80..U+DCFF
+# (a valid decode never produces those), so the first one locates the bad byte.
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
+def check_utf8(text, where):
+  """Raises `PrefjaxError` naming `where` if `text` (read with errors="surrogateescape") had a bad byte.
+
+  The column is 1-based, in characters of the line as decoded up to the bad byte.
+  """
+  bad = _UNDECODABLE.search(text)
+  if bad is not None:
+    line_start = text.rfind("\n", 0, bad.start()) + 1
+    raise PrefjaxError(f"{where}: not valid UTF-8 (byte 0x{ord(bad.group()) - 0xDC00:02x} at column "
+                       f"{bad.start() - line_start + 1})")
+
+
+def _utf8_lines(f, path):
+  """The lines of a text file opened with errors="surrogateescape", each checked by `check_utf8`."""
+  for line_num, line in enumerate(f, start=1):
+    check_utf8(line, f"{path} line {line_num}")
+    yield line
+
+
 def _csv_records(path, required=REQUIRED_FIELDS):
-  with open(path, newline="", encoding="utf-8") as f:
-    reader = csv.DictReader(f)
+  with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
+    reader = csv.DictReader(_utf8_lines(f, path))
     if reader.fieldnames is None:
       raise PrefjaxError(f"{path}: empty CSV file (expected a header with {list(required)})")
     missing = [c for c in required if c not in [h.strip() for h in reader.fieldnames]]
     if missing:
       raise PrefjaxError(f"{path} line 1: header lacks columns {missing} (has {reader.fieldnames})")
+    columns = [h.strip() for h in reader.fieldnames]
     for row in reader:
+      extra = row.get(None)
+      if extra is not None:
+        raise PrefjaxError(
+            f"{path} line {reader.line_num}: {len(columns) + len(extra)} cells but the header has "
+            f"{len(columns)} columns {columns} (extra {extra!r}; quote a cell that contains a comma)")
       row = {k.strip(): v for k, v in row.items() if k is not None}
       yield f"{path} line {reader.line_num}", row
 
 
 def _jsonl_records(path, required=REQUIRED_FIELDS):
   del required  # Checked per record by the caller.
-  with open(path, encoding="utf-8") as f:
+  with open(path, encoding="utf-8", errors="surrogateescape") as f:
     for line_num, line in enumerate(f, start=1):
+      check_utf8(line, f"{path} line {line_num}")
       if not line.strip():
         continue
       try:
@@ -196,11 +234,16 @@ def _jsonl_records(path, required=REQUIRED_FIELDS):
 
 def _json_records(path, required=REQUIRED_FIELDS):
   del required  # Checked per record by the caller.
-  with open(path, encoding="utf-8") as f:
-    try:
-      data = json.load(f)
-    except json.JSONDecodeError as e:
-      raise PrefjaxError(f"{path} line {e.lineno}: malformed JSON ({e.msg})") from None
+  with open(path, encoding="utf-8", errors="surrogateescape") as f:
+    text = f.read()
+  bad = _UNDECODABLE.search(text)
+  if bad is not None:
+    check_utf8(text[text.rfind("\n", 0, bad.start()) + 1:],
+               f"{path} line {text.count(chr(10), 0, bad.start()) + 1}")
+  try:
+    data = json.loads(text)
+  except json.JSONDecodeError as e:
+    raise PrefjaxError(f"{path} line {e.lineno}: malformed JSON ({e.msg})") from None
   if not isinstance(data, list):
     raise PrefjaxError(f"{path}: a .json file must hold a list of records")
   for i, record in enumerate(data):
@@ -214,7 +257,8 @@ READERS = {".csv": _csv_records, ".jsonl": _jsonl_records, ".json": _json_record
 def load_battles(path, *, model_names=None):
   """Loads a battles table from a CSV, JSONL or JSON (list of records) file.
 
-  Each row/record needs `model_a`, `model_b` and `winner`; other columns are ignored. `winner` is one of
+  Each row/record needs `model_a`, `model_b` and `winner`; other columns are ignored (a CSV row must still
+  have one cell per header column: an extra cell is an error). `winner` is one of
   `OUTCOME_LABELS` (Chatbot Arena's "model_a", "model_b", "tie", "tie (bothbad)", …), the name of one of
   the two models, or model_a's numeric score 1, 0 or 0.5.
 
@@ -227,7 +271,8 @@ def load_battles(path, *, model_names=None):
 
   Raises:
     PrefjaxError: naming the file and line of any bad row (unknown label, NaN score, missing field,
-      model_a == model_b, malformed JSON), or an unknown suffix.
+      model_a == model_b, malformed JSON, bytes that are not UTF-8, a CSV row with more cells than the
+      header), or an unknown suffix.
   """
   path = os.fspath(path)
   suffix = os.path.splitext(path)[1].lower()

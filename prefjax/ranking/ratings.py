@@ -351,6 +351,11 @@ def load_ratings(path, *, class_names, item_names=None):
 
   Returns:
     A `Ratings` table.
+
+  Raises:
+    PrefjaxError: naming the file and line of a bad row (unknown class, missing field, malformed JSON,
+      bytes that are not UTF-8, a CSV row with more cells than the header; the readers are
+      `prefjax.ranking.battles.READERS`), or an unknown suffix.
   """
   path = os.fspath(path)
   suffix = os.path.splitext(path)[1].lower()
