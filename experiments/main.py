@@ -238,5 +238,10 @@ def main(argv=None):
   return 0
 
 
-if __name__ == "__main__":
+def cli():
+  """The `prefjax-run` console script: `python -m experiments.main` under another name."""
   sys.exit(main())
+
+
+if __name__ == "__main__":
+  cli()

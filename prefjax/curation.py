@@ -47,6 +47,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from prefjax import config_checks as cc
+from prefjax import preemption
+from prefjax import workdir as workdir_lib
 from prefjax.errors import PrefjaxError
 
 # Exp-sinh nodes: τ ∈ [−H, H] with step h; u = exp(π/2 sinh τ) spans e^{±70.7} for H = 4.5.
@@ -508,28 +511,51 @@ def make_instance(config):
   return x.astype(np.float32), p0.astype(np.float32), rewards.astype(np.float32)
 
 
-def _validate_config(config):
-  if config.num_items < 2:
+def validate_curation_loop(config):
+  """Checks every field `run_curation_loop` reads; raises a one-line `PrefjaxError` naming the field."""
+  n = cc.integer(config, "num_items")
+  if n < 2:
     raise PrefjaxError(f"config.num_items must be >= 2, got {config.num_items}")
+  cc.number(config, "data_mean")
+  cc.number(config, "data_std")
   if not config.data_std > 0:
     raise PrefjaxError(f"config.data_std must be > 0, got {config.data_std}")
+  cc.number(config, "support_min")
+  cc.number(config, "support_max")
   if not config.support_max > config.support_min:
     raise PrefjaxError("config.support_max must exceed config.support_min")
+  cc.number(config, "reward_scale")
   for name in ("candidates", "sampled_candidates"):
-    ks = list(getattr(config, name))
-    if not ks or any(int(k) != k or k < 1 for k in ks):
-      raise PrefjaxError(f"config.{name} must be a non-empty list of integers >= 1, got {ks}")
+    ks = cc.get(config, name)
+    ok = isinstance(ks, (list, tuple)) and ks and all(
+        cc._is_number(k) and math.isfinite(k) and int(k) == k and k >= 1 for k in ks)
+    if not ok:
+      raise PrefjaxError(f"config.{name} must be a non-empty list of integers >= 1, got {ks!r}")
+    if len(set(int(k) for k in ks)) != len(ks):
+      raise PrefjaxError(f"config.{name} repeats a value: {list(ks)}")
   for name in ("real_fractions", "sampled_real_fractions"):
-    lams = list(getattr(config, name))
-    if not lams or any(not 0 <= lam <= 1 for lam in lams):
-      raise PrefjaxError(f"config.{name} must be a non-empty list of fractions in [0, 1], got {lams}")
-  if int(config.lambda_candidates) < 1:
-    raise PrefjaxError(f"config.lambda_candidates must be >= 1, got {config.lambda_candidates}")
+    lams = cc.get(config, name)
+    ok = isinstance(lams, (list, tuple)) and lams and all(
+        cc._is_number(lam) and math.isfinite(lam) and 0 <= lam <= 1 for lam in lams)
+    if not ok:
+      raise PrefjaxError(f"config.{name} must be a non-empty list of fractions in [0, 1], got {lams!r}")
+    if len(set(float(lam) for lam in lams)) != len(lams):
+      raise PrefjaxError(f"config.{name} repeats a value: {list(lams)}")
+  lam_k = cc.get(config, "lambda_candidates")
+  if not cc._is_number(lam_k) or int(lam_k) != lam_k or int(lam_k) < 1:
+    raise PrefjaxError(f"config.lambda_candidates must be >= 1, got {lam_k!r}")
+  for field in ("num_generations", "num_samples", "num_seeds"):
+    cc.integer(config, field)
   if config.num_generations < 1 or config.num_samples < 1 or config.num_seeds < 2:
     raise PrefjaxError("config.num_generations and num_samples must be >= 1 and num_seeds >= 2")
+  if "max_lost_mass" in config:
+    cc.number(config, "max_lost_mass", low=0, high=1)
+  cc.integer(config, "seed")
+  cc.boolean(config, "figure")
 
 
-def run_curation_loop(config, workdir):
+@workdir_lib.experiment(validate=validate_curation_loop)
+def run_curation_loop(config, wd):
   """The `curation_loop` experiment: exact map vs sampled loop, K sweep, real-data fraction λ sweep.
 
   Instance (`make_instance`): N grid points x on [support_min, support_max], p_0 a discretised Gaussian,
@@ -556,13 +582,14 @@ def run_curation_loop(config, workdir):
     generations, the lost mass by generation, the mean top surviving item, and the generation where the
     seed-mean reward first falls 4 standard errors away; acceptance flags (both comparisons);
   - figure.png: expected reward over generations for several K and λ, TV to p_0 e^{tr} vs K, sampled vs
-    exact.
+    exact;
+  - status.json (the workdir contract: `validate_curation_loop` checks the config before anything is
+    written; a finished run of the same config is returned without rerunning; SIGTERM/SIGINT stop between
+    the exact map and the sampled loops).
+
+  Called as `run_curation_loop(config, workdir, *, overwrite=False, command=None)`.
   """
-  from prefjax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-  _validate_config(config)
   t_start = time.time()
-  wd = workdir_lib.Workdir(workdir)
-  wd.write_config(config)
   x, p0, rewards = make_instance(config)
   T = int(config.num_generations)
   ks = np.asarray(config.candidates, np.float32)
@@ -580,6 +607,7 @@ def run_curation_loop(config, workdir):
   residual = float(max(abs(float(curation_map_residual(p0_j, r_j, float(k)))) for k in ks))
 
   # Sampled loops: (K, λ) × seeds in one compiled program.
+  preemption.check("after the exact map, before the sampled loops")
   t0 = time.time()
   sks = np.asarray(config.sampled_candidates, np.float32)
   slams = np.asarray(config.sampled_real_fractions, np.float32)
@@ -595,6 +623,7 @@ def run_curation_loop(config, workdir):
   print(f"sampled loop: {len(sks)} K x {len(slams)} λ x {config.num_seeds} seeds x {T} generations x "
         f"{config.num_samples} samples in {time.time() - t0:.1f}s", flush=True)
 
+  preemption.check("after the sampled loops, before the comparisons")
   r64 = rewards.astype(np.float64)
   exp_reward = exact @ r64  # [A, L, T+1]
   tilt_reward = tilt @ r64

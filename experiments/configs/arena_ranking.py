@@ -17,7 +17,9 @@ charged K − 1 = 3; not per implied pair: 438 at C(4, 2) = 6), and PL's τ exce
 Intransitive (c = 0.5): PL leads at small V (0.77 vs 0.53 at V = 50) but plateaus at τ ≈ 0.92 to the
 Borda truth, which BT-MLE and Borda overtake by V = 3200: set-averaged K-wise votes estimate a different
 target than uniform pairwise battles. Bootstrap 95% intervals cover the population BT scores at
-0.938 ± 0.009 (transitive) and 0.932 ± 0.009 (intransitive) at 3000 battles.
+0.938 ± 0.009 (transitive) and 0.932 ± 0.009 (intransitive) at 3000 battles. In figure.png the τ bands (95%
+t-intervals over simulations) are clipped to τ's range [−1, 1], and the coverage bars are Wilson 95% intervals
+(inside [0, 1]).
 """
 
 from experiments.configs import common

@@ -1,6 +1,6 @@
 r"""The IPO paper's bandit experiment (Azar et al. 2310.12036, §5.4), DPO vs IPO.
 
-Command (about a minute on a 2-core CPU; `:quick` takes seconds):
+Command (8 s wall on the idle 2-core CPU, 2026-12-03; `:quick` takes seconds):
   python -m experiments.main --config=experiments/configs/ipo_bandit.py --workdir=runs/ipo_bandit
 
 Setting (THEORY.md §1): three actions a, b, c; tabular softmax policy with θ₀ = θ_ref = 0 (uniform π_ref, the
@@ -11,7 +11,10 @@ no-op; we run its text's intent, {(a,b), (b,c)}.
 
 Expected result (summary.json, figure.png): DPO drives π(a) → 1 on both datasets for every τ (its margins
 diverge), whatever τ says; IPO ends at its closed forms, π ∝ (e^{2/(3τ)}, e^{1/(3τ)}, 1) on D1 and
-π ∝ (e^{1/τ}, e^{1/(2τ)}, 1) on the unobserved-pair dataset, to about three decimals.
+π ∝ (e^{1/τ}, e^{1/(2τ)}, 1) on the unobserved-pair dataset, to about three decimals (measured 2026-12-03,
+two runs identical: max |π − closed form| 1.4e-4 on D1, 1.4e-5 on the other; DPO's seed-mean π(a) rounds to
+1.000 everywhere). `:quick` (3 000 steps, 3 seeds) shows the same picture less sharply: IPO within 3.7e-3 of
+its closed forms on D1, DPO's π(a) ≥ 0.993.
 """
 
 from experiments.configs import common

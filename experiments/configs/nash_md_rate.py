@@ -6,8 +6,11 @@ Command (under a minute on a 2-core CPU; `:quick` takes seconds):
 Setting: policy-space Nash-MD with the decaying step on 10 EGPO random games with N = 10, β ∈ {0.1, 0.5, 1},
 10 000 steps, KL recorded every 100 steps against the float64 solver's equilibrium.
 
-Expected result: `under_bound` true for every β (KL stays below the bound at every recorded T; the measured
-KL decays like 1/T or faster, well under the bound).
+Expected result: `under_bound` true for every β (KL stays below the bound at every recorded T), far under it:
+measured 2026-12-03 (8 s wall on the idle 2-core CPU; two runs identical), max KL / bound over games and
+records 8.8e-6 (β = 0.1), 5.3e-6 (β = 0.5), 1.7e-6 (β = 1), and the max KL over games decays like 1/T²
+(log-log slope −2.00 from T = 1 000 to 10 000; final max KL 6.8e-9, 1.7e-10, 1.4e-11), faster than the
+bound's 1/T. The run prints one line per β and stops between βs on SIGTERM/SIGINT.
 """
 
 import ml_collections

@@ -7,7 +7,9 @@ Setting: 10 EGPO random games (not Bradley–Terry), N = 5, β = 0.1, plain SGD 
 from π_ref with the exact online DPO and online IPO losses (pairs from the current policy), float64.
 
 Expected result: online IPO's gap falls towards 0 (its stationary point is π*_β) while online DPO's settles
-at a positive value and a policy away from the NE.
+at a positive value and a policy away from the NE. Measured 2026-12-03 (6 s wall, two runs identical): final
+gap median / max over the 10 games 7.5e-31 / 4.0e-14 (IPO) vs 0.072 / 0.151 (DPO); total variation to π*_β
+median 4.9e-15 (IPO) vs 0.28 (DPO, max 0.39).
 """
 
 import ml_collections

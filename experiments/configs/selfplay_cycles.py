@@ -10,6 +10,14 @@ history versions (Alami et al. arXiv:2404.04291) fitting a data distribution; sm
 
 Expected result: the average iterate's exploitability falls towards 0 while the last iterate's stays away
 from 0 on the cyclic game (it cycles); SPIN variants approach p_data (α-SPIN a π_ref-tilted version of it).
+Measured 2026-12-03 (9 s wall on the idle 2-core CPU; two runs identical): on rock–paper–scissors the average
+iterate ends at exploitability 0.0025 while the last iterate ends at 0.30 (0.48 at most over the second
+half); on the random game MWU's last iterate reaches an exact equilibrium (exploitability 0 from step ~2 400;
+drawn at 1e-17 on the log axis), the average 0.0017; SPPO's final exploitability 0.0075 (soft win rates) vs
+0.00067 (hard); SPIN's TV to p_data 7e-17 with or without history, α-SPIN's 0.107 with or without history
+(the same fixed point: in figure.png the coinciding curves get their own dashes and markers, and the legend
+marks them "(= …)" or "(≈ …)"); smooth fictitious play's final gap 5.0e-9. The run prints a line per phase
+(nine: MWU × 2 games, SPPO × 2, SPIN × 4, fictitious play) and stops between phases on SIGTERM/SIGINT.
 """
 
 import ml_collections

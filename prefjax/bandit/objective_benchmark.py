@@ -40,11 +40,16 @@ Workdir:
   `{objective}__{metric}` [H, S, R] for metric in loss, reward, kl, win_rate, tv_to_optimum, fsd_violation
   (settings × seeds × recorded steps);
 - summary.json — the reference policy's and π*_β's metrics, per objective the seed-mean final metrics with
-  95% t-intervals (main setting), the label-noise sweep (and whether a robust objective beats DPO at the
-  highest noise), the ranked-data sweep (prompts each objective needs to reach `target_gain` of π*_β's reward
-  gain over π_ref, and whether listwise objectives need fewer than DPO), and the run time;
+  95% t-intervals (main setting), the label-noise sweep (with each seed's final reward, and the verdict of
+  `label_noise_verdict`: whether the best robust objective beats DPO at the highest noise, decided by the
+  95% interval of the paired per-seed difference, so "no significant difference" when it contains 0), the
+  ranked-data sweep (prompts each objective needs to reach `target_gain` of π*_β's reward gain over π_ref,
+  with the range the 95% intervals allow, and whether listwise objectives need fewer than DPO: only when
+  those ranges separate, `ranked_data_verdict`), and the run time;
 - table.md, figure.png (Pareto front: oracle reward vs KL, one marker per objective, π*_β' frontier; the
-  label-noise and ranked-data sweeps).
+  label-noise and ranked-data sweeps);
+- status.json (the workdir contract of `prefjax.workdir`; `validate_objective_benchmark` checks the whole
+  config before anything is written).
 """
 
 import dataclasses
@@ -56,9 +61,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from prefjax import config_checks as cc
 from prefjax import intervals
 from prefjax import jit_utils
 from prefjax import objectives
+from prefjax import preemption
 from prefjax import workdir as workdir_lib
 from prefjax.bandit import contextual
 from prefjax.bandit import train as train_lib
@@ -600,36 +607,102 @@ def _settings(config):
   return [(kinds, noise, m) for (noise, m), kinds in sorted(grid.items())]
 
 
-def _check_config(config):
-  if not (np.isfinite(config.beta) and config.beta > 0):
-    raise PrefjaxError(f"config.beta must be finite and > 0, got {config.beta}")
-  if not (np.isfinite(config.lr) and config.lr > 0):
-    raise PrefjaxError(f"config.lr must be finite and > 0, got {config.lr}")
-  for eps in tuple(config.label_noise_levels) + (config.main_noise,):
-    if not 0.0 <= float(eps) < 0.5:
-      raise PrefjaxError(f"label-noise rates must lie in [0, 0.5), got {eps} (config.label_noise_levels / "
-                         "config.main_noise)")
-  for m in config.prompt_counts:
-    if not 1 <= int(m) <= config.num_prompts:
-      raise PrefjaxError(f"config.prompt_counts entries must lie in [1, num_prompts = {config.num_prompts}], "
-                         f"got {m}")
-  if config.num_seeds < 1:
-    raise PrefjaxError(f"config.num_seeds must be >= 1, got {config.num_seeds}")
-  if not 2 <= config.responses_per_prompt <= config.num_responses:
-    raise PrefjaxError(f"K mismatch: config.responses_per_prompt = {config.responses_per_prompt} must lie in "
-                       f"[2, num_responses = {config.num_responses}]")
+def _noise_rate(config, field, value):
+  ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
+  if not ok or not 0.0 <= float(value) < 0.5:
+    raise PrefjaxError(f"config.{field}: label-noise rates must lie in [0, 0.5), got {value!r}")
+
+
+def validate_objective_benchmark(config):
+  """Checks every field `run_objective_benchmark` reads; raises a one-line `PrefjaxError` naming the field.
+
+  Beyond types and ranges: every objective resolves to a family and builds its loss with its options (no
+  compilation), label smoothing is given only to objectives that read it and lies in their range, the
+  prompt counts fit the datasets, K fits the bandit, and record_every divides num_steps.
+  """
+  cc.string(config, "name")
+  # The bandit.
+  cc.integer(config, "env_seed")
+  cc.integer(config, "num_contexts", low=1)
+  num_responses = cc.integer(config, "num_responses", low=2)
+  cc.integer(config, "context_dim", low=1)
+  cc.choice(config, "reward_kind", contextual.REWARD_KINDS)
+  cc.positive(config, "reward_scale")
+  cc.number(config, "ref_scale", low=0)
+  cc.integer(config, "num_annotators", low=1)
+  # The data.
+  num_prompts = cc.integer(config, "num_prompts", low=1)
+  k = cc.integer(config, "responses_per_prompt")
+  if not 2 <= k <= num_responses:
+    raise PrefjaxError(f"K mismatch: config.responses_per_prompt = {k} must lie in "
+                       f"[2, num_responses = {num_responses}]")
+  cc.number(config, "score_noise", low=0)
+  cc.choice(config, "listwise_labels", ("ranks", "scores"))
+  # The policy and its training.
+  cc.choice(config, "policy", contextual.POLICY_KINDS)
+  cc.positive_int(config, "hidden")
+  cc.positive(config, "beta", "lr")
+  cc.choice(config, "optimizer", train_lib.OPTIMIZERS)
+  cc.positive_int(config, "num_steps", "batch_size", "record_every", "num_seeds")
+  cc.divides(config, "record_every", "num_steps")
+  cc.integer(config, "seed")
+  cc.boolean(config, "fast_compile", "figure")
+  # The sweeps.
+  _noise_rate(config, "main_noise", cc.get(config, "main_noise"))
+  levels = cc.get(config, "label_noise_levels")
+  if isinstance(levels, (str, bytes)) or not isinstance(levels, (list, tuple)):
+    raise PrefjaxError(f"config.label_noise_levels must be a list of numbers like (0.0, 0.2), got {levels!r}")
+  for i, eps in enumerate(levels):
+    _noise_rate(config, f"label_noise_levels[{i}]", eps)
+  counts = cc.get(config, "prompt_counts")
+  if isinstance(counts, (str, bytes)) or not isinstance(counts, (list, tuple)):
+    raise PrefjaxError(f"config.prompt_counts must be a list of whole numbers like (8, 32), got {counts!r}")
+  for i, m in enumerate(counts):
+    whole = isinstance(m, (int, float, np.integer, np.floating)) and not isinstance(m, bool) and float(m) == int(m)
+    if not whole or not 1 <= int(m) <= num_prompts:
+      raise PrefjaxError(f"config.prompt_counts entries must lie in [1, num_prompts = {num_prompts}], "
+                         f"got {m!r} (config.prompt_counts[{i}])")
+  cc.names(config, "robust_objectives", non_empty=False)
+  cc.string(config, "baseline_objective", non_empty=True)
+  cc.number(config, "target_gain", low=0, high=1, low_open=True)
+  # The objectives: names, families, options and label smoothing.
+  cc.names(config, "exclude_objectives", non_empty=False)
+  if not hasattr(config.objective_settings, "get"):
+    raise PrefjaxError(f"config.objective_settings must be a dict, got {config.objective_settings!r}")
+  try:
+    objective_list = _objective_list(config)
+  except PrefjaxError as e:
+    raise PrefjaxError(str(e) if str(e).startswith("config.") else f"config.objectives: {e}") from None
+  for label, family, name, options, eps in objective_list:
+    try:
+      FAMILIES.get(family).make_loss(name, options)
+    except PrefjaxError as e:
+      raise PrefjaxError(f"config.objectives: {label!r}: {e} (config.objective_settings.{label})") from None
+    except TypeError as e:
+      raise PrefjaxError(f"config.objectives: {label!r}: bad option in config.objective_settings.{label}: "
+                         f"{e}") from None
+    try:
+      hash(options)
+    except TypeError:
+      raise PrefjaxError(f"config.objective_settings.{label}: options must be numbers or names, got "
+                         f"{dict(options)}") from None
+    if family == "pairwise" and eps not in (0, 0.0, "noise"):
+      allowed = PAIRWISE_REGISTRY.get(name).label_smoothing
+      if not (np.isfinite(float(eps)) and allowed.contains(float(eps))):
+        raise PrefjaxError(f"config.objective_settings.{label}.label_smoothing must lie in {allowed} for "
+                           f"{name!r}, got {eps!r}")
 
 
 def _objective_list(config):
   """[(label, family, name, options, label_smoothing)] of `config.objectives` ('all' expands)."""
   labels = []
-  for entry in config.objectives:
+  for entry in cc.names(config, "objectives"):
     if entry == "all":
-      labels += [n for n in list_benchmark_objectives() if n not in config.exclude_objectives]
+      labels += [n for n in list_benchmark_objectives() if n not in tuple(config.exclude_objectives)]
     elif entry.endswith(":all"):
       family = entry[:-4]
       FAMILIES.get(family)
-      labels += [n for n in FAMILIES.get(family).names() if n not in config.exclude_objectives]
+      labels += [n for n in FAMILIES.get(family).names() if n not in tuple(config.exclude_objectives)]
     else:
       labels.append(entry)
   if not labels:
@@ -639,10 +712,16 @@ def _objective_list(config):
   out = []
   for label in labels:
     settings = config.objective_settings.get(label, {})
+    if not hasattr(settings, "items"):
+      raise PrefjaxError(f"config.objective_settings.{label} must be a dict of settings, got {settings!r}")
     settings = dict(settings.to_dict() if hasattr(settings, "to_dict") else settings)
-    family, name = resolve_objective(settings.pop("objective", label))
+    objective = settings.pop("objective", label)
+    if not isinstance(objective, str):
+      raise PrefjaxError(f"config.objective_settings.{label}.objective must be an objective name, got "
+                         f"{objective!r}")
+    family, name = resolve_objective(objective)
     eps = settings.pop("label_smoothing", 0.0)
-    if eps != "noise" and not isinstance(eps, (int, float)):
+    if eps != "noise" and (not isinstance(eps, (int, float)) or isinstance(eps, bool)):
       raise PrefjaxError(f"objective_settings[{label!r}].label_smoothing must be a number or 'noise'")
     if family == "listwise":
       settings.setdefault("labels", config.listwise_labels)
@@ -680,14 +759,16 @@ def _stats(x):
   return {"mean": float(mean), "ci95": None if not np.isfinite(half) else float(half)}
 
 
-def run_objective_benchmark(config, workdir):
-  """Runs the benchmark described by `config` and writes the workdir (see the module docstring)."""
+@workdir_lib.experiment(validate=validate_objective_benchmark)
+def run_objective_benchmark(config, wd):
+  """Runs the benchmark described by `config` and writes the workdir (see the module docstring).
+
+  Called as `run_objective_benchmark(config, workdir, *, overwrite=False, command=None)`
+  (`prefjax.workdir.experiment`: validated first, a finished run of the same config is returned as it is).
+  """
   t_start = time.time()
-  _check_config(config)
   objective_list = _objective_list(config)
   settings = _settings(config)
-  wd = workdir_lib.Workdir(workdir)
-  wd.write_config(config)
   params = make_env(config)
   bench = BenchConfig(num_prompts=config.num_prompts, k=config.responses_per_prompt,
                       score_noise=config.score_noise, policy=config.policy, hidden=config.hidden,
@@ -704,6 +785,7 @@ def run_objective_benchmark(config, workdir):
   outputs = jax.tree.map(np.asarray, outputs)
   train_seconds = time.time() - t0
   print(f"trained (compile + run) in {train_seconds:.1f}s", flush=True)
+  preemption.check("after training, before writing the results")
 
   frontier_betas = np.geomspace(config.beta / 8, config.beta * 64, 25)
   f_kl, f_reward = _frontier(params, frontier_betas)
@@ -734,18 +816,20 @@ def run_objective_benchmark(config, workdir):
     entry = {"objective": label, "family": family, "name": name, "data": FAMILIES.get(family).data_format,
              "options": dict(options), "label_smoothing": eps}
     entry.update({m: _stats(out[m][main, :, -1]) for m in METRICS})
-    entry[NOISE] = [{"noise": s[1], **{m: _stats(out[m][h, :, -1]) for m in ("reward", "win_rate", "tv_to_optimum")}}
+    entry[NOISE] = [{"noise": s[1], **{m: _stats(out[m][h, :, -1]) for m in ("reward", "win_rate", "tv_to_optimum")},
+                     # Every objective sees the same datasets per seed: verdicts compare seeds pairwise.
+                     "reward_per_seed": [float(v) for v in out["reward"][h, :, -1]]}
                     for h, s in enumerate(settings) if NOISE in s[0]]
     entry[PROMPTS] = [{"num_prompts": s[2], **{m: _stats(out[m][h, :, -1]) for m in ("reward", "tv_to_optimum")}}
                       for h, s in enumerate(settings) if PROMPTS in s[0]]
     summary["objectives"].append(entry)
-  summary["label_noise_verdict"] = _noise_verdict(summary, config)
-  summary["ranked_data_verdict"] = _prompts_verdict(summary, config)
+  summary["label_noise_verdict"] = label_noise_verdict(summary, config)
+  summary["ranked_data_verdict"] = ranked_data_verdict(summary, config)
   summary["seconds"] = time.time() - t_start
   wd.write_summary(summary)
   wd.write_text("table.md", format_table(summary))
   if config.figure:
-    plot_benchmark(wd.path)
+    plot_benchmark(wd)
   summary["seconds"] = time.time() - t_start
   wd.write_summary(summary)
   print(f"objective_benchmark done in {summary['seconds']:.1f}s", flush=True)
@@ -758,41 +842,128 @@ def _gain(reward, summary):
   return (reward - ref) / (opt - ref)
 
 
-def _noise_verdict(summary, config):
-  """At the highest noise: the best robust objective vs DPO (sigmoid), by seed-mean oracle reward."""
+WIN, LOSS, TIE, UNDETERMINED = "wins", "loses", "no significant difference", "undetermined"
+
+
+def compare(a_seeds=None, b_seeds=None, a_stats=None, b_stats=None, level=0.95):
+  """Whether A beats B in seed-mean oracle reward, respecting the intervals; returns (verdict, difference).
+
+  With per-seed values of both (the same datasets and seeds: a paired design), the verdict reads the
+  Student-t `level` interval of the per-seed difference A − B: WIN when it lies above 0, LOSS below 0, TIE
+  ("no significant difference") when it contains 0. Without them (a summary written before the per-seed
+  values were stored) the two `{"mean", "ci95"}` intervals must separate for a WIN or LOSS. UNDETERMINED when
+  there is no interval (one seed). `difference` is `{"mean", "half_width", "level"}`: the seed-mean
+  difference and the half-width of its `level` interval (None without per-seed values).
+  """
+  if a_seeds is not None and b_seeds is not None and len(a_seeds) == len(b_seeds):
+    d = np.asarray(a_seeds, np.float64) - np.asarray(b_seeds, np.float64)
+    mean, half = intervals.t_interval(d, axis=0, level=level)
+    diff = {"mean": float(mean), "half_width": None if not np.isfinite(half) else float(half), "level": level}
+    if diff["half_width"] is None:
+      return UNDETERMINED, diff
+    if mean - half > 0:
+      return WIN, diff
+    if mean + half < 0:
+      return LOSS, diff
+    return TIE, diff
+  if a_stats is None or b_stats is None or a_stats.get("ci95") is None or b_stats.get("ci95") is None:
+    return UNDETERMINED, None
+  if a_stats["mean"] - a_stats["ci95"] > b_stats["mean"] + b_stats["ci95"]:
+    return WIN, None
+  if a_stats["mean"] + a_stats["ci95"] < b_stats["mean"] - b_stats["ci95"]:
+    return LOSS, None
+  return TIE, None
+
+
+def label_noise_verdict(summary, config):
+  """At the highest noise: the best robust objective (by seed-mean oracle reward) vs the baseline (DPO).
+
+  The verdict (`compare`) reads the interval of the paired per-seed difference at family-wise level 95% over
+  the robust objectives compared (Bonferroni: each interval at 1 − 0.05/m, since the best of m is selected):
+  "wins" only when that interval lies above 0, "no significant difference" when it contains 0.
+  """
   by_label = {e["objective"]: e for e in summary["objectives"]}
-  if not config.label_noise_levels or config.baseline_objective not in by_label:
+  levels = [float(e) for e in config.label_noise_levels]
+  if not levels or config.baseline_objective not in by_label:
     return None
-  robust = [r for r in config.robust_objectives if r in by_label]
+  robust = [r for r in config.robust_objectives if r in by_label and r != config.baseline_objective]
   if not robust:
     return None
-  top = max(float(e) for e in config.label_noise_levels)
+  top = max(levels)
   at = lambda label: next(x for x in by_label[label][NOISE] if x["noise"] == top)
   base = at(config.baseline_objective)
+  level = 1 - 0.05 / len(robust)
+  verdicts = {}
+  for r in robust:
+    v, d = compare(at(r).get("reward_per_seed"), base.get("reward_per_seed"), at(r)["reward"], base["reward"],
+                   level=level)
+    verdicts[r] = {"verdict": v, "difference": d}
   best = max(robust, key=lambda r: at(r)["reward"]["mean"])
   ranking = sorted(by_label, key=lambda l: -at(l)["reward"]["mean"])
-  return {"noise": top, "baseline": config.baseline_objective, "baseline_reward": base["reward"],
-          "best_robust": best, "best_robust_reward": at(best)["reward"],
-          "robust_beats_baseline": bool(at(best)["reward"]["mean"] > base["reward"]["mean"]),
+  return {"noise": top, "baseline": config.baseline_objective, "baseline_reward": _plain(base["reward"]),
+          "best_robust": best, "best_robust_reward": _plain(at(best)["reward"]),
+          "difference": verdicts[best]["difference"], "verdict": verdicts[best]["verdict"],
+          "family_wise_level": 0.95, "num_compared": len(robust),
+          "robust_beats_baseline": verdicts[best]["verdict"] == WIN,
+          "robust_verdicts": {r: v["verdict"] for r, v in verdicts.items()},
           "robust_rewards": {r: at(r)["reward"]["mean"] for r in robust},
           "ranking_by_reward": ranking}
 
 
-def _prompts_verdict(summary, config):
-  """Prompts each objective needs to reach `target_gain` of π*'s reward gain; listwise vs the baseline."""
+def _plain(stats):
+  return {"mean": stats["mean"], "ci95": stats["ci95"]}
+
+
+def _needed(entry, summary, target):
+  """Prompts needed to reach `target` gain: (by the seed mean, optimistic low, conservative high), None = never.
+
+  The low end is the first P whose upper 95% bound reaches the target, the high end the first P whose lower
+  bound does (None when no interval: one seed).
+  """
+  rows = sorted(entry[PROMPTS], key=lambda x: x["num_prompts"])
+  first = lambda ok: next((x["num_prompts"] for x in rows if ok(x)), None)
+  by_mean = first(lambda x: _gain(x["reward"]["mean"], summary) >= target)
+  if any(x["reward"]["ci95"] is None for x in rows):
+    return by_mean, None, None
+  low = first(lambda x: _gain(x["reward"]["mean"] + x["reward"]["ci95"], summary) >= target)
+  high = first(lambda x: _gain(x["reward"]["mean"] - x["reward"]["ci95"], summary) >= target)
+  return by_mean, low, high
+
+
+def ranked_data_verdict(summary, config):
+  """Prompts each objective needs to reach `target_gain` of π*'s reward gain; listwise vs the baseline.
+
+  A listwise objective needs "fewer" prompts than the baseline only when the ranges the 95% intervals allow
+  separate (its conservative count below the baseline's optimistic one; never reaching the target counts as
+  more than every P), "more" in the mirror case, otherwise "no significant difference" ("undetermined" with
+  one seed).
+  """
   if not config.prompt_counts:
     return None
-  needed = {}
+  needed, ranges = {}, {}
   for e in summary["objectives"]:
-    reach = [x["num_prompts"] for x in sorted(e[PROMPTS], key=lambda x: x["num_prompts"])
-             if _gain(x["reward"]["mean"], summary) >= config.target_gain]
-    needed[e["objective"]] = reach[0] if reach else None
-  listwise = {e["objective"]: needed[e["objective"]] for e in summary["objectives"] if e["family"] == "listwise"}
-  base = needed.get(config.baseline_objective)
+    by_mean, low, high = _needed(e, summary, config.target_gain)
+    needed[e["objective"]] = by_mean
+    ranges[e["objective"]] = [low, high]
   big = 10 * max(config.prompt_counts)
-  fewer = {k: (v or big) < (base or big) for k, v in listwise.items()}
-  return {"target_gain": config.target_gain, "prompts_needed": needed, "baseline": config.baseline_objective,
-          "listwise_fewer_than_baseline": fewer}
+  inf = lambda v: big if v is None else v
+  base = ranges.get(config.baseline_objective)
+  verdicts = {}
+  for e in summary["objectives"]:
+    if e["family"] != "listwise":
+      continue
+    low, high = ranges[e["objective"]]
+    if base is None or any(x["reward"]["ci95"] is None for x in e[PROMPTS]):
+      verdicts[e["objective"]] = UNDETERMINED
+    elif inf(high) < inf(base[0]):
+      verdicts[e["objective"]] = "fewer"
+    elif inf(base[1]) < inf(low):
+      verdicts[e["objective"]] = "more"
+    else:
+      verdicts[e["objective"]] = TIE
+  return {"target_gain": config.target_gain, "prompts_needed": needed, "prompts_needed_range": ranges,
+          "baseline": config.baseline_objective, "listwise_vs_baseline": verdicts,
+          "listwise_fewer_than_baseline": {k: v == "fewer" for k, v in verdicts.items()}}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -826,9 +997,7 @@ def format_table(summary):
       lines.append(f"| {e['objective']} | " + " | ".join(f"{x['reward']['mean']:.3f}" for x in e[NOISE]) + " |")
     v = summary.get("label_noise_verdict")
     if v:
-      lines += ["", f"At ε = {v['noise']:g}: best robust objective {v['best_robust']} "
-                f"({_fmt(v['best_robust_reward'])}) vs {v['baseline']} ({_fmt(v['baseline_reward'])}): "
-                f"robust {'wins' if v['robust_beats_baseline'] else 'does not win'}."]
+      lines += ["", _noise_verdict_line(summary, v)]
   prompts = summary["objectives"][0][PROMPTS]
   if prompts:
     counts = [x["num_prompts"] for x in prompts]
@@ -838,9 +1007,40 @@ def format_table(summary):
       lines.append(f"| {e['objective']} | " + " | ".join(f"{x['reward']['mean']:.3f}" for x in e[PROMPTS]) + " |")
     v = summary.get("ranked_data_verdict")
     if v:
-      lines += ["", f"Prompts needed to reach {v['target_gain']:.0%} of π*'s reward gain: " + ", ".join(
-          f"{k} {'>' + str(max(counts)) if n is None else n}" for k, n in v["prompts_needed"].items()) + "."]
+      most = max(counts)
+      show = lambda n: f">{most}" if n is None else str(n)
+      ranges = v.get("prompts_needed_range", {})
+      def needed(k, n):
+        low, high = ranges.get(k) or (None, None)
+        return f"{k} {show(n)}" + ("" if low is None and high is None else f" [{show(low)}–{show(high)}]")
+
+      lines += ["", f"Prompts needed to reach {v['target_gain']:.0%} of π*'s reward gain (seed mean; in brackets "
+                f"the range the 95% intervals allow): "
+                + ", ".join(needed(k, n) for k, n in v["prompts_needed"].items()) + "."]
+      verdicts = v.get("listwise_vs_baseline")
+      if verdicts:
+        lines.append(f"Listwise vs {v['baseline']}: " + ", ".join(
+            f"{k} needs {w} prompts" if w in ("fewer", "more") else f"{k}: {w}" for k, w in verdicts.items())
+                     + ".")
   return "\n".join(lines) + "\n"
+
+
+def _noise_verdict_line(summary, v):
+  """The label-noise verdict sentence of table.md (old summaries: the verdict from the two intervals)."""
+  verdict = v.get("verdict")
+  diff = v.get("difference")
+  if verdict is None:  # A summary written before the verdict read the intervals.
+    verdict, diff = compare(a_stats=v["best_robust_reward"], b_stats=v["baseline_reward"])
+  if diff is not None and diff.get("half_width") is not None:
+    how = (f"paired difference over seeds {diff['mean']:+.3f} ± {diff['half_width']:.3f} "
+           f"({v.get('family_wise_level', 0.95):.0%} family-wise over {v.get('num_compared', 1)} robust "
+           f"objective(s): each at {diff['level']:.2%})")
+  else:
+    how = "the two 95% intervals" + (" overlap" if verdict == TIE else "")
+  said = {WIN: "robust wins", LOSS: "robust loses", TIE: "no significant difference",
+          UNDETERMINED: "undetermined (one seed: no interval)"}[verdict]
+  return (f"At ε = {v['noise']:g}: best robust objective {v['best_robust']} ({_fmt(v['best_robust_reward'])}) "
+          f"vs {v['baseline']} ({_fmt(v['baseline_reward'])}); {how}: {said}.")
 
 
 FAMILY_COLORS = {"pairwise": "tab:blue", "listwise": "tab:orange", "distributional": "tab:green",
@@ -848,16 +1048,37 @@ FAMILY_COLORS = {"pairwise": "tab:blue", "listwise": "tab:orange", "distribution
                  "unlikelihood": "tab:pink"}
 
 
+def _sweep_lines(ax, shown, sweep, x_key):
+  """One errorbar line per objective; a line equal to one drawn before gets its own dashes and marker, and the
+  legend says which it coincides with ("robust (= sigmoid)"), so no line hides under another unannounced."""
+  styles = [("-", "o"), ("--", "x"), (":", "s"), ("-.", "^")]
+  drawn = []
+  for e in shown:
+    xs = [x[x_key] for x in e[sweep]]
+    ys = np.asarray([x["reward"]["mean"] for x in e[sweep]])
+    same = [name for name, other in drawn if other.shape == ys.shape and np.allclose(other, ys, atol=1e-6)]
+    ls, marker = styles[min(len(same), len(styles) - 1)]
+    label = e["objective"] + (f" (= {', '.join(same)})" if same else "")
+    ax.errorbar(xs, ys, yerr=[x["reward"]["ci95"] or 0 for x in e[sweep]], marker=marker, ls=ls, capsize=2,
+                label=label)
+    drawn.append((e["objective"], ys))
+
+
 def plot_benchmark(workdir, out="figure.png", highlight=("sigmoid", "ipo", "robust", "cdpo", "plackett_luce",
                                                           "infonca")):
-  """Pareto (oracle reward vs KL, one marker per objective, π*_β' frontier) and both sweeps → `out`."""
+  """Pareto (oracle reward vs KL, one marker per objective, π*_β' frontier) and both sweeps → `out`.
+
+  `workdir` is a path or the run's `prefjax.workdir.Workdir` (then the figure is recorded in status.json).
+  The legend lists only what is drawn: the families of the plotted objectives.
+  """
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   from prefjax import results  # pylint: disable=g-import-not-at-top
 
-  summary = results.load_summary(workdir)
-  arrays = results.load_arrays(workdir)
+  wd = workdir if isinstance(workdir, workdir_lib.Workdir) else workdir_lib.Workdir(workdir)
+  summary = results.load_summary(wd.path)
+  arrays = results.load_arrays(wd.path)
   has_noise = bool(summary["objectives"][0][NOISE])
   has_prompts = bool(summary["objectives"][0][PROMPTS])
   panels = 1 + has_noise + has_prompts
@@ -868,14 +1089,17 @@ def plot_benchmark(workdir, out="figure.png", highlight=("sigmoid", "ipo", "robu
           label=f"π*_β, β = {summary['beta']:g}")
   ax.plot([0], [summary["reference"]["reward"]], "ks", ms=7, label="π_ref")
   markers = "ovD^<>phPX*"
+  points = {}  # Objectives at the same point (e.g. rDPO = DPO without noise) share one label.
   for i, e in enumerate(summary["objectives"]):
     color = FAMILY_COLORS.get(e["family"], "tab:gray")
     ax.errorbar(e["kl"]["mean"], e["reward"]["mean"], xerr=e["kl"]["ci95"] or 0, yerr=e["reward"]["ci95"] or 0,
                 fmt=markers[i % len(markers)], color=color, ms=6, capsize=2, alpha=0.85)
-    ax.annotate(e["objective"], (e["kl"]["mean"], e["reward"]["mean"]), fontsize=7, xytext=(3, 3),
-                textcoords="offset points")
-  for family, color in FAMILY_COLORS.items():
-    ax.plot([], [], "o", color=color, label=family)
+    points.setdefault((round(e["kl"]["mean"], 6), round(e["reward"]["mean"], 6)), []).append(e["objective"])
+  for (kl, reward), names in points.items():
+    ax.annotate(" = ".join(names), (kl, reward), fontsize=7, xytext=(3, 3), textcoords="offset points")
+  drawn = list(dict.fromkeys(e["family"] for e in summary["objectives"]))
+  for family in drawn:  # Only the families plotted (one entry per family; markers differ per objective).
+    ax.plot([], [], "o", color=FAMILY_COLORS.get(family, "tab:gray"), label=f"{family} (colour)")
   max_kl = max([summary["optimum"]["kl"]] + [e["kl"]["mean"] for e in summary["objectives"]])
   ax.set_xlim(-0.05 * max_kl, 1.6 * max_kl)
   ax.set_xlabel("KL(π ‖ π_ref)")
@@ -887,10 +1111,7 @@ def plot_benchmark(workdir, out="figure.png", highlight=("sigmoid", "ipo", "robu
   if has_noise:
     ax = axes[0, col]
     col += 1
-    for e in shown:
-      xs = [x["noise"] for x in e[NOISE]]
-      ax.errorbar(xs, [x["reward"]["mean"] for x in e[NOISE]], yerr=[x["reward"]["ci95"] or 0 for x in e[NOISE]],
-                  marker="o", capsize=2, label=e["objective"])
+    _sweep_lines(ax, shown, NOISE, "noise")
     ax.axhline(summary["optimum"]["reward"], color="k", lw=0.8, ls="--", label="π*_β")
     ax.set_xlabel("label flip rate ε")
     ax.set_ylabel("oracle reward")
@@ -898,10 +1119,7 @@ def plot_benchmark(workdir, out="figure.png", highlight=("sigmoid", "ipo", "robu
     ax.legend(fontsize=7)
   if has_prompts:
     ax = axes[0, col]
-    for e in shown:
-      xs = [x["num_prompts"] for x in e[PROMPTS]]
-      ax.errorbar(xs, [x["reward"]["mean"] for x in e[PROMPTS]],
-                  yerr=[x["reward"]["ci95"] or 0 for x in e[PROMPTS]], marker="o", capsize=2, label=e["objective"])
+    _sweep_lines(ax, shown, PROMPTS, "num_prompts")
     ax.axhline(summary["optimum"]["reward"], color="k", lw=0.8, ls="--", label="π*_β")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("prompts in the dataset")
@@ -909,7 +1127,7 @@ def plot_benchmark(workdir, out="figure.png", highlight=("sigmoid", "ipo", "robu
     ax.set_title("Ranked-data sweep")
     ax.legend(fontsize=7)
   fig.tight_layout()
-  path = workdir_lib.Workdir(workdir).file(out)
+  path = wd.file(out)
   fig.savefig(path, dpi=120)
   plt.close(fig)
   return path

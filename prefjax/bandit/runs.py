@@ -13,7 +13,9 @@ per (source, objective). It writes to the workdir:
   last `tail_fraction` of the run) with its 95% t-interval over seeds, the same for the last iterate, KL to
   π_ref, the closed-form optima (IPO/ΨPO with Ψ = identity; RLHF = DPO's target under Bradley–Terry) where they
   exist, total-variation distances to them, and whether the policy collapsed to a deterministic one;
-- table.md (when `config.write_table`) and figure.png (when `config.figure`).
+- table.md (when `config.write_table`) and figure.png (when `config.figure`);
+- status.json — where the run is (the workdir contract of `prefjax.workdir`: `validate_bandit_sweep` checks
+  the whole config before anything is written; a finished run of the same config is not rerun).
 """
 
 import time
@@ -23,12 +25,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from prefjax.bandit import train as train_lib
+from prefjax import config_checks as cc
+from prefjax import intervals
+from prefjax import objectives as objectives_lib
+from prefjax import preemption
+from prefjax import workdir as workdir_lib
 from prefjax.envs import bandit as bandit_lib
 from prefjax.envs import preferences
 from prefjax.errors import PrefjaxError
-from prefjax import intervals
 from prefjax.games import psipo
-from prefjax import workdir as workdir_lib
+from prefjax.objectives.pairwise import PAIRWISE_REGISTRY
 
 # A policy whose largest probability exceeds this is reported as collapsed (deterministic).
 COLLAPSE_THRESHOLD = 0.999
@@ -37,16 +43,13 @@ BRADLEY_TERRY = "bradley_terry"
 
 def _sources(config):
   """Yields (name, env, env_params, pairs or None, P or None, behaviour or None)."""
-  n = config.num_actions
-  for name in config.datasets:
+  n = int(config.num_actions)
+  for name in cc.names(config, "datasets", bandit_lib.NAMED_DATASETS, non_empty=False):
     env = bandit_lib.PairDataset(n)
     pairs = bandit_lib.named_dataset(name)
     yield name, env, env.make_params(pairs), np.asarray(pairs), None, None
-  rewards = tuple(config.bradley_terry_rewards)
+  rewards = tuple(float(r) for r in config.bradley_terry_rewards)
   if rewards:
-    if len(rewards) != n:
-      raise PrefjaxError(
-          f"config.bradley_terry_rewards has {len(rewards)} entries but config.num_actions = {n}")
     env = bandit_lib.PreferenceBandit(n)
     P = np.asarray(preferences.bradley_terry(jnp.asarray(rewards, jnp.float32)), np.float64)
     behaviour = np.full(n, 1.0 / n)
@@ -81,25 +84,110 @@ def _objective_settings(config, label):
   settings = config.objective_settings.get(label, {})
   settings = dict(settings.to_dict() if hasattr(settings, "to_dict") else settings)
   objective = settings.pop("objective", label)
-  label_smoothing = float(settings.pop("label_smoothing", config.label_smoothing))
+  if "label_smoothing" in settings:
+    label_smoothing = float(settings.pop("label_smoothing"))
+  elif isinstance(objective, str) and objective in PAIRWISE_REGISTRY and (
+      PAIRWISE_REGISTRY.get(objective).label_smoothing is None):
+    label_smoothing = 0.0  # The default ε applies to the objectives that read one.
+  else:
+    label_smoothing = float(config.label_smoothing)
   return objective, label_smoothing, tuple(sorted(settings.items()))
 
 
-def run_bandit_sweep(config, workdir):
-  """Runs the sweep described by `config` and writes the workdir (see the module docstring)."""
-  wd = workdir_lib.Workdir(workdir)
-  wd.write_config(config)
+def _labels(config):
+  return cc.names(config, "objectives")
+
+
+def _check_objective(config, i, label):
+  """Raises a one-line `PrefjaxError` naming the field when entry `label` of config.objectives cannot train.
+
+  The objective's registered name, its label smoothing (range per objective) and static keyword arguments are
+  checked by one eager call of `pairwise_loss` on a one-pair batch (no compilation).
+  """
+  settings = config.objective_settings.get(label, {})
+  if not hasattr(settings, "items"):
+    raise PrefjaxError(f"config.objective_settings.{label} must be a dict of settings, got {settings!r}")
+  where = f"config.objectives[{i}] = {label!r}"
+  if label in config.objective_settings:
+    where += f" (config.objective_settings.{label})"
+  try:
+    objective, label_smoothing, kwargs = _objective_settings(config, label)
+  except (TypeError, ValueError) as e:
+    raise PrefjaxError(f"{where}: label_smoothing must be a number: {e}") from None
+  if not isinstance(objective, str):
+    raise PrefjaxError(f"{where}: objective must be a registered objective name, got {objective!r}")
+  one = jnp.zeros((1,), jnp.float32)
+  try:
+    objectives_lib.pairwise_loss(objective, one, one, one, one, beta=1.0, label_smoothing=label_smoothing,
+                                 chosen_lengths=one + 1, rejected_lengths=one + 1, **dict(kwargs))
+  except PrefjaxError as e:
+    raise PrefjaxError(f"{where}: {e}") from None
+  except TypeError as e:  # An option the objective does not take.
+    raise PrefjaxError(f"{where}: bad option in config.objective_settings: {e}") from None
+  try:
+    hash(kwargs)
+  except TypeError:
+    raise PrefjaxError(f"{where}: options must be numbers or names (hashable), got {dict(kwargs)}") from None
+
+
+def validate_bandit_sweep(config):
+  """Checks every field `run_bandit_sweep` reads; raises a one-line `PrefjaxError` naming the field."""
+  cc.string(config, "name")
+  n = cc.integer(config, "num_actions", low=2)
+  datasets = cc.names(config, "datasets", bandit_lib.NAMED_DATASETS, non_empty=False)
+  if len(set(datasets)) != len(datasets):
+    raise PrefjaxError(f"config.datasets names a dataset twice: {datasets}")
+  for name in datasets:
+    top = max(max(pair) for pair in bandit_lib.named_dataset(name))
+    if top >= n:
+      raise PrefjaxError(f"config.datasets: dataset {name!r} uses actions 0..{top} but config.num_actions = {n}")
+  rewards = cc.numbers_list(config, "bradley_terry_rewards", non_empty=False)
+  if rewards and len(rewards) != n:
+    raise PrefjaxError(
+        f"config.bradley_terry_rewards has {len(rewards)} entries but config.num_actions = {n}")
+  if not datasets and not rewards:
+    raise PrefjaxError("config.datasets is empty and config.bradley_terry_rewards too: give a data source")
+  labels = _labels(config)
+  if len(set(labels)) != len(labels):
+    raise PrefjaxError(f"config.objectives names an objective twice: {labels}")
+  if not hasattr(config.objective_settings, "get"):
+    raise PrefjaxError(f"config.objective_settings must be a dict, got {config.objective_settings!r}")
+  cc.number(config, "label_smoothing", low=0, high=1, high_open=True)
+  for i, label in enumerate(labels):
+    _check_objective(config, i, label)
+  cc.positive_list(config, "betas")
+  cc.positive(config, "lr")
+  cc.choice(config, "optimizer", train_lib.OPTIMIZERS)
+  cc.positive_int(config, "num_steps", "batch_size", "record_every", "num_seeds")
+  cc.divides(config, "record_every", "num_steps")
+  cc.number(config, "tail_fraction", low=0, high=1, low_open=True)
+  cc.integer(config, "seed")
+  cc.boolean(config, "fast_compile", "write_table", "figure")
+  drawn = cc.names(config, "figure_objectives", non_empty=False)
+  missing = [o for o in drawn if o not in labels]
+  if missing:
+    raise PrefjaxError(f"config.figure_objectives: {missing} not among config.objectives {labels}")
+
+
+@workdir_lib.experiment(validate=validate_bandit_sweep)
+def run_bandit_sweep(config, wd):
+  """Runs the sweep described by `config` and writes the workdir (see the module docstring).
+
+  Called as `run_bandit_sweep(config, workdir, *, overwrite=False, command=None)` (`prefjax.workdir.experiment`:
+  the config is validated, the workdir opened, and a finished run of the same config returned as it is).
+  """
   betas = np.asarray(config.betas, np.float32)
-  if betas.ndim != 1 or betas.size == 0 or np.any(betas <= 0):
-    raise PrefjaxError(f"config.betas must be a non-empty list of positive numbers, got {config.betas}")
-  n = config.num_actions
+  n = int(config.num_actions)
   ref_logits = jnp.zeros((1, n), jnp.float32)  # Uniform π_ref; the policy starts there (θ₀ = θ_ref = 0).
   keys = jax.random.split(jax.random.PRNGKey(config.seed), config.num_seeds)
   arrays, runs = {"betas": betas}, []
   t_start = time.time()
   sources = list(_sources(config))
-  settings = [_objective_settings(config, label) for label in config.objectives]
+  labels = _labels(config)
+  settings = [_objective_settings(config, label) for label in labels]
   for i, (source, env, env_params, pairs, P, behaviour) in enumerate(sources):
+    if i:  # SIGTERM/SIGINT: stop between sources (each is one compiled call).
+      preemption.check(f"after {i} of {len(sources)} data sources")
     t0 = time.time()
     optima = [_optima(config, float(b), pairs, P, behaviour) for b in betas]
     trains = [train_lib.make_train(train_lib.TrainConfig(
@@ -110,7 +198,7 @@ def run_bandit_sweep(config, workdir):
     # Every objective of this source in one compiled program.
     sweep = train_lib.make_sweep(trains, fast_compile=config.fast_compile)
     outputs = sweep(keys, hparams, env_params, ref_logits)
-    for label, (objective, label_smoothing, kwargs), (_, metrics) in zip(config.objectives, settings, outputs):
+    for label, (objective, label_smoothing, kwargs), (_, metrics) in zip(labels, settings, outputs):
       policy = np.asarray(metrics.policy[:, :, :, 0, :])  # [H, S, R, N] (one context).
       kl = np.asarray(metrics.kl)
       loss = np.asarray(metrics.loss)
@@ -126,7 +214,7 @@ def run_bandit_sweep(config, workdir):
         runs.append(_summarise(source, label, objective, float(config.betas[h]), policy[h], kl[h, :, -1],
                                optima[h], label_smoothing, kwargs, config.tail_fraction))
     wd.write_arrays(arrays)
-    print(f"[{i + 1}/{len(sources)}] {source}: {len(config.objectives)} objective(s) x {len(betas)} beta(s) x "
+    print(f"[{i + 1}/{len(sources)}] {source}: {len(labels)} objective(s) x {len(betas)} beta(s) x "
           f"{config.num_seeds} seed(s) x {config.num_steps} steps in {time.time() - t0:.1f}s", flush=True)
   summary = {"experiment": config.name, "num_seeds": config.num_seeds, "num_steps": config.num_steps,
              "seconds": time.time() - t_start, "runs": runs}
@@ -135,7 +223,8 @@ def run_bandit_sweep(config, workdir):
     wd.write_text("table.md", format_table(summary))
   if config.figure:
     from prefjax import plotting  # pylint: disable=g-import-not-at-top  (matplotlib only when drawing)
-    plotting.plot_bandit_sweep(wd.path, objectives=tuple(config.figure_objectives) or None)
+    plotting.plot_bandit_sweep(wd.path, objectives=tuple(cc.names(config, "figure_objectives", non_empty=False))
+                               or None, out=wd.file("figure.png"))
   return summary
 
 

@@ -1,8 +1,11 @@
 """Runners of the preference-game experiments (THEORY.md §4), registered in `prefjax.runners`.
 
-Each `run_*(config, workdir) -> summary` writes config.json, metrics.jsonl, arrays.npz, summary.json and a
-figure.png into the workdir (array names and shapes are listed in each runner's docstring) and raises
-`PrefjaxError` on bad config values.
+Each `run_*(config, workdir, *, overwrite=False, command=None) -> summary` writes config.json, status.json,
+metrics.jsonl, arrays.npz, summary.json and a figure.png into the workdir (array names and shapes are listed
+in each runner's docstring) under the workdir contract (`prefjax.workdir.experiment`): its `validate_*`
+checks every config field first and raises a one-line `PrefjaxError` naming the field before anything is
+written; a finished run of the same config is returned without rerunning; SIGTERM/SIGINT stop the run at the
+next boundary between its compiled calls (`prefjax.preemption`).
 
 - `run_egpo` ("egpo"; configs egpo_tabular, egpo_neural): duality gap vs updates for online IPO 1/2, Nash-MD,
   Nash-MD-PG and EGPO, exact and sampled, on EGPO's random games or a user's instance file.
@@ -20,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from prefjax import config_checks as cc
+from prefjax import preemption
 from prefjax import workdir as workdir_lib
 from prefjax.envs import preferences
 from prefjax.errors import PrefjaxError
@@ -39,14 +44,107 @@ def _plt():
 
 
 def _positive(config, field):
-  values = getattr(config, field)
+  """A number, or a non-empty list of numbers, each finite and > 0 ("config.betas must be > 0, got ...")."""
+  values = cc.get(config, field)
+  if isinstance(values, (tuple, list)):
+    cc.numbers_list(config, field)  # Numbers (a one-line error naming the entry otherwise), non-empty.
+  else:
+    cc.number(config, field)
   for v in (values if isinstance(values, (tuple, list)) else (values,)):
     if not np.isfinite(v) or v <= 0:
       raise PrefjaxError(f"config.{field} must be > 0, got {values}")
 
 
+def _distinct_keys(config, field):
+  """The values of list `field` are distinct once formatted (they name arrays, e.g. `kl__beta0.1`)."""
+  keys = [_fmt(v) for v in cc.get(config, field)]
+  if len(set(keys)) != len(keys):
+    raise PrefjaxError(f"config.{field} repeats a value: {list(cc.get(config, field))}")
+
+
+def _check_games(config, min_actions=2):
+  """The game fields `_games` reads: an instance file (loaded and checked), or num_games/num_actions/game_seed.
+
+  Returns the number of actions N.
+  """
+  path = cc.string(config, "instance_file")
+  if path:
+    try:
+      P, _ = load_instances(path)
+    except PrefjaxError as e:
+      raise PrefjaxError(f"config.instance_file: {e}") from None
+    if P.shape[-1] < min_actions:
+      raise PrefjaxError(f"config.instance_file: the games have {P.shape[-1]} actions; at least {min_actions} "
+                         f"are needed")
+    return int(P.shape[-1])
+  cc.integer(config, "num_games", low=1)
+  cc.integer(config, "game_seed")
+  return cc.integer(config, "num_actions", low=min_actions)
+
+
+def _whole_numbers(config, field, low=1):
+  """A non-empty list of whole numbers ≥ low; returns them as ints."""
+  xs = cc.numbers_list(config, field, low=low)
+  bad = [x for x in xs if x != int(x)]
+  if bad:
+    raise PrefjaxError(f"config.{field} must be whole numbers, got {list(cc.get(config, field))}")
+  return [int(x) for x in xs]
+
+
+def _unique_names(config, field, known=None):
+  items = cc.names(config, field, known)
+  if len(set(items)) != len(items):
+    raise PrefjaxError(f"config.{field} names an entry twice: {items}")
+  return items
+
+
 def _fmt(x):
   return f"{x:g}"
+
+
+_LINE_STYLES = (("--", "o"), (":", "s"), ("-.", "^"), ((0, (5, 1, 1, 1)), "x"))
+LOG_FLOOR = 1e-17  # Log-scale panels draw values below this (exact zeros: an exact equilibrium) at it.
+
+
+def _coincide(a, b, log, span):
+  """Whether two curves look the same on the panel: within 0.5% of the panel's range (in decades on a log
+  axis, where `span` is that range in decades) on at least 90% of the points."""
+  if a.shape != b.shape:
+    return False
+  if log:
+    close = np.abs(np.log10(a) - np.log10(b)) <= max(0.005 * span, 0.01)
+  else:
+    close = np.abs(a - b) <= 0.005 * span
+  return bool(np.mean(close) >= 0.9)
+
+
+def _distinct_lines(ax, x, curves, log=False, floor=LOG_FLOOR, **kw):
+  """Plots `curves` [(label, y, style)] so that none hides under another one.
+
+  A curve that looks like one drawn before it (`_coincide`) gets its own dash pattern and markers, and its
+  legend entry says which it coincides with: "(= spin)" when equal to 1e-9, "(≈ spin)" when only visually
+  the same. On a log axis (`log`) values below `floor` are drawn at it, so an exact 0 stays visible.
+  """
+  ys = [np.asarray(y, np.float64) for _, y, _ in curves]
+  if log:
+    ys = [np.maximum(y, floor) for y in ys]
+    ax.set_yscale("log")
+  finite = np.concatenate([y[np.isfinite(y)] for y in ys]) if ys else np.zeros(1)
+  if log:
+    finite = np.log10(finite[finite > 0])
+  span = float(np.ptp(finite)) if finite.size else 1.0
+  drawn = []
+  for (label, _, style), y in zip(curves, ys):
+    name_of_curve = label
+    same = [(name, np.allclose(other, y, rtol=1e-9, atol=0)) for name, other in drawn
+            if _coincide(other, y, log, span)]
+    style = dict(style or {})
+    if same:
+      ls, marker = _LINE_STYLES[min(len(same), len(_LINE_STYLES)) - 1]
+      style.update(linestyle=ls, marker=marker, markevery=max(1, y.size // 8), ms=4, lw=1.2)
+      label = f"{label} ({'; '.join(('= ' if exact else '≈ ') + name for name, exact in same)})"
+    ax.plot(x if x is not None else np.arange(y.size), y, label=label, **style, **kw)
+    drawn.append((name_of_curve, y))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -89,9 +187,6 @@ def _games(config, dtype):
   if config.instance_file:
     P, ref = load_instances(config.instance_file)
     return jnp.asarray(P, dtype), jnp.asarray(ref, dtype)
-  if config.num_games < 1 or config.num_actions < 2:
-    raise PrefjaxError(f"config.num_games must be >= 1 and config.num_actions >= 2, got "
-                       f"{config.num_games}, {config.num_actions}")
   return instances.egpo_games(jax.random.PRNGKey(config.game_seed), config.num_games, config.num_actions,
                               dtype=dtype)
 
@@ -100,7 +195,55 @@ def _games(config, dtype):
 # EGPO's experiment.
 
 
-def run_egpo(config, workdir):
+def validate_egpo(config):
+  """Checks every field `run_egpo` reads; raises a one-line `PrefjaxError` naming the field."""
+  cc.string(config, "name")
+  n = _check_games(config)
+  for field in ("betas", "iterations", "lrs"):
+    values = cc.get(config, field)
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
+      raise PrefjaxError(f"config.{field} must be a list, got {values!r}")
+  if not (len(config.betas) == len(config.iterations) == len(config.lrs)) or not config.betas:
+    raise PrefjaxError(f"config.betas, config.iterations and config.lrs must be non-empty and of equal "
+                       f"length, got {len(config.betas)}, {len(config.iterations)}, {len(config.lrs)}")
+  _positive(config, "betas")
+  _distinct_keys(config, "betas")
+  _positive(config, "lrs")
+  iterations = _whole_numbers(config, "iterations")
+  modes = _unique_names(config, "modes", online.MODES)
+  algorithms = cc.get(config, "algorithms")
+  if isinstance(algorithms, (list, tuple)):
+    for i, a in enumerate(algorithms):
+      try:
+        nobj.get_game_objective(a)
+      except PrefjaxError as e:
+        raise PrefjaxError(f"config.algorithms[{i}]: {e}") from None
+  algorithms = _unique_names(config, "algorithms")
+  cc.positive_int(config, "num_seeds", "num_records", "num_samples", "depth", "width")
+  for iters in iterations:
+    if iters % int(config.num_records):
+      raise PrefjaxError(f"config.num_records={config.num_records} must divide every iteration count "
+                         f"(config.iterations), got {iters}")
+  cc.choice(config, "policy", online.POLICIES.names())
+  cc.choice(config, "labels", nobj.LABELS)
+  cc.choice(config, "nash_md_convention", nobj.NASH_MD_CONVENTIONS)
+  cc.integer(config, "seed")
+  cc.boolean(config, "float64", "figure")
+  for iters in iterations:
+    for a in algorithms:
+      for m in modes:
+        online.check_config(_online_config(config, a, m, n, iters))
+
+
+def _online_config(config, algorithm, mode, n, iters):
+  return online.OnlineConfig(
+      algorithm, n, iters, iters // int(config.num_records), mode=mode, num_samples=int(config.num_samples),
+      labels=config.labels, policy=config.policy, depth=int(config.depth), width=int(config.width),
+      nash_md_convention=config.nash_md_convention)
+
+
+@workdir_lib.experiment(validate=validate_egpo)
+def run_egpo(config, wd):
   """EGPO's simulations (Zhou et al. arXiv:2503.08942; THEORY.md §4): duality gap vs updates.
 
   For every setting i (β_i, T_i iterations, learning rate lr_i) it trains, with plain SGD from π_0 = π_ref,
@@ -119,20 +262,7 @@ def run_egpo(config, workdir):
     (exact dashed, sampled solid).
   """
   t_start = time.time()
-  if not (len(config.betas) == len(config.iterations) == len(config.lrs)) or not config.betas:
-    raise PrefjaxError(f"config.betas, config.iterations and config.lrs must be non-empty and of equal "
-                       f"length, got {len(config.betas)}, {len(config.iterations)}, {len(config.lrs)}")
-  _positive(config, "betas")
-  _positive(config, "lrs")
-  for m in config.modes:
-    if m not in online.MODES:
-      raise PrefjaxError(f"config.modes entries must be in {online.MODES}, got {m!r}")
-  for a in config.algorithms:
-    nobj.get_game_objective(a)
-  if config.num_seeds < 1 or config.num_records < 1:
-    raise PrefjaxError("config.num_seeds and config.num_records must be >= 1")
-  wd = workdir_lib.Workdir(workdir)
-  wd.write_config(config)
+  algorithms, modes = cc.names(config, "algorithms"), cc.names(config, "modes")
   with jax.enable_x64(bool(config.float64)):
     dtype = jnp.float64 if config.float64 else jnp.float32
     P, ref = _games(config, dtype)
@@ -141,23 +271,17 @@ def run_egpo(config, workdir):
     summary = {"name": config.name, "policy": config.policy, "num_games": int(P.shape[0]), "num_actions": int(n),
                "settings": [], "headline": {}}
     keys = online.seed_keys(config.seed, config.num_seeds)
-    for beta, iters, lr in zip(config.betas, config.iterations, config.lrs):
+    num_settings = len(config.betas)
+    for i, (beta, iters, lr) in enumerate(zip(config.betas, config.iterations, config.lrs)):
+      if i:  # SIGTERM/SIGINT: stop between settings (each is one compiled program).
+        preemption.check(f"after {i} of {num_settings} settings (β)")
       iters = int(iters)
-      if iters % config.num_records:
-        raise PrefjaxError(f"config.num_records={config.num_records} must divide every iteration count, "
-                           f"got {iters}")
-      configs = {}
-      for a in config.algorithms:
-        for m in config.modes:
-          configs[f"{a}__{m}"] = online.OnlineConfig(
-              a, n, iters, iters // config.num_records, mode=m, num_samples=config.num_samples,
-              labels=config.labels, policy=config.policy, depth=config.depth, width=config.width,
-              nash_md_convention=config.nash_md_convention)
+      configs = {f"{a}__{m}": _online_config(config, a, m, n, iters) for a in algorithms for m in modes}
       t0 = time.time()
       out = online.make_multi_sweep(configs)(keys, P, ref, jnp.asarray(beta, dtype), jnp.asarray([lr], dtype))
       out = jax.device_get(out)
-      print(f"beta={beta}: {len(configs)} runs x {P.shape[0]} games x {config.num_seeds} seeds x {iters} "
-            f"updates in {time.time() - t0:.1f} s")
+      print(f"[{i + 1}/{num_settings}] beta={beta}: {len(configs)} runs x {P.shape[0]} games x "
+            f"{config.num_seeds} seeds x {iters} updates in {time.time() - t0:.1f} s", flush=True)
       steps = np.asarray(next(iter(out.values())).steps[0, 0, 0])
       arrays[f"steps__beta{_fmt(beta)}"] = steps
       setting = {"beta": beta, "iterations": iters, "lr": lr, "runs": {}}
@@ -193,14 +317,13 @@ def _egpo_figure(wd, summary, arrays):
   for ax, s in zip(axes[0], settings):
     b = _fmt(s["beta"])
     steps = arrays[f"steps__beta{b}"]
-    for i, name in enumerate(sorted(s["runs"])):
+    curves = []
+    for name in sorted(s["runs"]):
       algo, mode = name.split("__")
       gap = np.median(arrays[f"gap__beta{b}__{name}"].reshape(-1, steps.size), axis=0)
       color = colors[sorted({n.split("__")[0] for n in s["runs"]}).index(algo) % 10]
-      ax.plot(steps, np.maximum(gap, 1e-300), color=color, linestyle="--" if mode == "exact" else "-",
-              label=f"{algo} ({mode})")
-      del i
-    ax.set_yscale("log")
+      curves.append((f"{algo} ({mode})", gap, {"color": color, "linestyle": "--" if mode == "exact" else "-"}))
+    _distinct_lines(ax, steps, curves, log=True, floor=1e-300)
     ax.set_xlabel("updates t")
     ax.set_ylabel("duality gap (median over games)")
     ax.set_title(f"β = {b}, lr = {_fmt(s['lr'])} ({summary['policy']})")
@@ -214,7 +337,22 @@ def _egpo_figure(wd, summary, arrays):
 # Nash-MD's rate.
 
 
-def run_nash_md_rate(config, workdir):
+def validate_nash_md_rate(config):
+  """Checks every field `run_nash_md_rate` reads; raises a one-line `PrefjaxError` naming the field."""
+  cc.string(config, "name")
+  _check_games(config)
+  _positive(config, "betas")
+  _distinct_keys(config, "betas")
+  cc.integer(config, "num_steps")
+  cc.integer(config, "record_every")
+  if config.num_steps < 1 or config.record_every < 1 or config.num_steps % config.record_every:
+    raise PrefjaxError(f"config.record_every must be a positive divisor of config.num_steps, got "
+                       f"{config.record_every}, {config.num_steps}")
+  cc.boolean(config, "figure")
+
+
+@workdir_lib.experiment(validate=validate_nash_md_rate)
+def run_nash_md_rate(config, wd):
   """Nash-MD with η_t = 2/(β(t+2)) against Munos et al.'s bound KL(π*_β ‖ π_T) ≤ 8/(β²(T+1)) (Thm. 1).
 
   Policy-space Nash-MD (`dynamics.run_dynamics("nash_md_decay")`) on EGPO's random games (or an instance
@@ -225,17 +363,14 @@ def run_nash_md_rate(config, workdir):
   max over games and records of KL / bound and `under_bound` (KL ≤ bound at every recorded T on every game).
   """
   t_start = time.time()
-  _positive(config, "betas")
-  if config.num_steps < 1 or config.record_every < 1 or config.num_steps % config.record_every:
-    raise PrefjaxError(f"config.record_every must be a positive divisor of config.num_steps, got "
-                       f"{config.record_every}, {config.num_steps}")
-  wd = workdir_lib.Workdir(workdir)
-  wd.write_config(config)
   summary = {"name": config.name, "betas": {}}
   arrays = {}
   with jax.enable_x64(True):
     P, ref = _games(config, jnp.float64)
-    for beta in config.betas:
+    for i, beta in enumerate(config.betas):
+      if i:
+        preemption.check(f"after {i} of {len(config.betas)} betas")
+      t0 = time.time()
       ne = nash.solve_regularised_nash(P, ref, beta).policy
       run = jax.vmap(lambda p, r: dynamics.run_dynamics("nash_md_decay", p, r, beta, 1.0, config.num_steps,
                                                         config.record_every))
@@ -252,7 +387,8 @@ def run_nash_md_rate(config, workdir):
       for r, step in enumerate(steps):
         wd.append_metrics({"beta": beta, "step": int(step), "kl_max": float(kl[:, r].max()),
                            "bound": float(bound[r])})
-      print(f"beta={beta}: max KL/bound = {ratio:.3g}")
+      print(f"[{i + 1}/{len(config.betas)}] beta={beta}: max KL/bound = {ratio:.3g} "
+            f"({time.time() - t0:.1f} s)", flush=True)
   wd.write_arrays(arrays)
   if config.figure:
     plt = _plt()
@@ -296,7 +432,22 @@ def _sppo_iterations(P, ref_logits, beta, key, *, outer, inner, lr, k, prompts, 
   return pis
 
 
-def run_selfplay_cycles(config, workdir):
+def validate_selfplay_cycles(config):
+  """Checks every field `run_selfplay_cycles` reads; raises a one-line `PrefjaxError` naming the field."""
+  cc.string(config, "name")
+  cc.integer(config, "num_actions", low=2)
+  cc.integer(config, "game_seed")
+  cc.integer(config, "seed")
+  cc.positive(config, "beta", "eta", "sppo_beta", "sppo_lr", "spin_eta")
+  cc.positive_int(config, "num_steps", "record_every", "sppo_iterations", "sppo_inner_steps", "history")
+  cc.divides(config, "record_every", "num_steps")
+  cc.integer(config, "sppo_k", low=2)
+  cc.number(config, "alpha", low=0, high=1)
+  cc.boolean(config, "figure")
+
+
+@workdir_lib.experiment(validate=validate_selfplay_cycles)
+def run_selfplay_cycles(config, wd):
   """Self-play dynamics: last vs average iterates, soft vs hard SPPO win rates, SPIN vs α-SPIN vs FP.
 
   - Multiplicative weights (exact SPPO, `dynamics` "mwu") on the cyclic game (`preferences.cyclic(3, 1)`,
@@ -311,12 +462,18 @@ def run_selfplay_cycles(config, workdir):
   `[outer]`, `spin__{name}__tv` `[R]`, `fp__gap` `[R]`, `steps` `[R]`; summary.json with the final values.
   """
   t_start = time.time()
-  _positive(config, "eta")
-  _positive(config, "beta")
-  wd = workdir_lib.Workdir(workdir)
-  wd.write_config(config)
   summary = {"name": config.name, "mwu": {}, "sppo": {}, "spin": {}}
   arrays = {}
+  # Nine compiled phases: MWU on two games, SPPO soft and hard, four SPIN variants, fictitious play.
+  num_phases, phase = 9, [0]
+
+  def progress(what, t0):
+    phase[0] += 1
+    print(f"[{phase[0]}/{num_phases}] {what} ({time.time() - t0:.1f} s)", flush=True)
+    preemption.check(f"after {phase[0]} of {num_phases} self-play phases")
+
+  print(f"selfplay_cycles: {config.num_steps} steps (MWU, SPIN, FP), SPPO {config.sppo_iterations} x "
+        f"{config.sppo_inner_steps} steps, {num_phases} phases", flush=True)
   with jax.enable_x64(True):
     T, rec = config.num_steps, config.record_every
     games = {"cyclic": preferences.cyclic(3, 1.0, dtype=jnp.float64)}
@@ -324,6 +481,7 @@ def run_selfplay_cycles(config, workdir):
                                             dtype=jnp.float64)
     games["random"] = P_rand[0]
     for gname, P in games.items():
+      t0 = time.time()
       n = P.shape[0]
       init = jnp.asarray(np.linspace(0.0, 1.0, n))  # a non-equilibrium start
       res = dynamics.run_dynamics("mwu", P, jnp.zeros(n), config.beta, config.eta, T, rec, init_logits=init)
@@ -334,30 +492,37 @@ def run_selfplay_cycles(config, workdir):
       arrays[f"mwu__{gname}__exploit_avg"] = avg
       summary["mwu"][gname] = {"final_exploit_last": float(last[-1]), "final_exploit_avg": float(avg[-1]),
                                "max_exploit_last_second_half": float(last[len(last) // 2:].max())}
+      progress(f"MWU on the {gname} game: exploitability last {last[-1]:.3g}, average {avg[-1]:.3g}", t0)
     key = jax.random.PRNGKey(config.seed)
     P = games["random"]
     n = P.shape[0]
     for sel, label in (("best_worst", "soft"), ("hard", "hard")):
+      t0 = time.time()
       pis = _sppo_iterations(P, jnp.zeros(n), config.sppo_beta, key, outer=config.sppo_iterations,
                              inner=config.sppo_inner_steps, lr=config.sppo_lr, k=config.sppo_k, prompts=8,
                              selection=sel)
       ex = np.asarray(nash.exploitability(pis, P))
       arrays[f"sppo__{label}__exploit"] = ex
       summary["sppo"][label] = {"final_exploit": float(ex[-1]), "min_exploit": float(ex.min())}
+      progress(f"SPPO ({label} win rates): final exploitability {ex[-1]:.3g}", t0)
     data = ref_rand[0]
     init = jnp.zeros(n)
     for name, kw in (("spin", {}), ("alpha_spin", {"alpha": config.alpha}),
                      ("spin_history", {"history": config.history}),
                      ("alpha_spin_history", {"alpha": config.alpha, "history": config.history})):
       dyn = "alpha_spin" if "alpha" in kw else "spin"
+      t0 = time.time()
       res = dynamics.run_dynamics(dyn, P, ref_rand[0] * 0.0, config.beta, config.spin_eta, T, rec,
                                   data_logits=data, init_logits=init, **kw)
       tv = 0.5 * np.abs(np.asarray(res.policies) - np.asarray(jax.nn.softmax(data))[None]).sum(-1)
       arrays[f"spin__{name}__tv"] = tv
       summary["spin"][name] = {"final_tv_to_data": float(tv[-1])}
+      progress(f"{name}: final TV to p_data {tv[-1]:.3g}", t0)
+    t0 = time.time()
     res = dynamics.run_dynamics("fictitious_play", P, jnp.zeros(n), config.beta, 1.0, T, rec)
     arrays["fp__gap"] = np.asarray(res.gap)
     summary["fictitious_play_final_gap"] = float(res.gap[-1])
+    progress(f"fictitious play: final gap {float(res.gap[-1]):.3g}", t0)
   for r, step in enumerate(arrays["steps"]):
     wd.append_metrics({"step": int(step), **{k: float(v[r]) for k, v in arrays.items()
                                              if k.startswith(("mwu", "spin", "fp"))}})
@@ -365,21 +530,27 @@ def run_selfplay_cycles(config, workdir):
   if config.figure:
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
-    for gname in games:
-      axes[0].plot(arrays["steps"], arrays[f"mwu__{gname}__exploit_last"], label=f"{gname}: last")
-      axes[0].plot(arrays["steps"], arrays[f"mwu__{gname}__exploit_avg"], "--", label=f"{gname}: average")
-    axes[0].set_yscale("log")
-    axes[0].set_title("MWU / exact SPPO: exploitability")
-    for label in ("soft", "hard"):
-      axes[1].plot(arrays[f"sppo__{label}__exploit"], label=label)
+    # Lines that coincide (with history = 1 the history variants of SPIN are SPIN itself) are drawn with
+    # their own dashes and markers, and the legend says so.
+    _distinct_lines(axes[0], arrays["steps"], [
+        (f"{gname}: {kind}", arrays[f"mwu__{gname}__exploit_{key}"],
+         {"color": f"C{g}", "linestyle": "-" if key == "last" else "--"})
+        for g, gname in enumerate(games) for kind, key in (("last", "last"), ("average", "avg"))], log=True)
+    axes[0].set_title(f"MWU / exact SPPO: exploitability (0 drawn at {LOG_FLOOR:g})")
+    axes[0].set_xlabel("step")
+    _distinct_lines(axes[1], np.arange(1, config.sppo_iterations + 1), [
+        (label, arrays[f"sppo__{label}__exploit"], {"color": f"C{i}", "marker": "o", "ms": 3})
+        for i, label in enumerate(("soft", "hard"))])
     axes[1].set_title("tabular SPPO (sampled): exploitability")
-    for k in [k for k in arrays if k.startswith("spin")]:
-      axes[2].plot(arrays["steps"], arrays[k], label=k.split("__")[1])
-    axes[2].set_yscale("log")
-    axes[2].set_title("SPIN family: TV to p_data")
+    axes[1].set_xlabel("SPPO iteration")
+    axes[1].xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    _distinct_lines(axes[2], arrays["steps"], [
+        (k.split("__")[1], arrays[k], {"color": f"C{i}"})
+        for i, k in enumerate(k for k in arrays if k.startswith("spin"))], log=True)
+    axes[2].set_title(f"SPIN family: TV to p_data (history = {config.history})")
+    axes[2].set_xlabel("step")
     for ax in axes:
       ax.legend(fontsize=7)
-      ax.set_xlabel("step")
     fig.tight_layout()
     fig.savefig(wd.file("figure.png"), dpi=100)
     plt.close(fig)
@@ -404,7 +575,20 @@ def online_dpo_loss(logits, ref_logits, P, beta):
   return pi @ (P * -jax.nn.log_sigmoid(beta * h)) @ pi
 
 
-def run_online_dpo_vs_ipo(config, workdir):
+def validate_online_dpo_vs_ipo(config):
+  """Checks every field `run_online_dpo_vs_ipo` reads; raises a one-line `PrefjaxError` naming the field."""
+  cc.string(config, "name")
+  _check_games(config)
+  _positive(config, "beta")
+  _positive(config, "lr")
+  cc.positive_int(config, "num_steps", "record_every")
+  if config.num_steps % config.record_every:
+    raise PrefjaxError("config.record_every must divide config.num_steps")
+  cc.boolean(config, "figure")
+
+
+@workdir_lib.experiment(validate=validate_online_dpo_vs_ipo)
+def run_online_dpo_vs_ipo(config, wd):
   """On a non-Bradley–Terry game, online DPO settles away from the NE while online IPO reaches it.
 
   Plain SGD on tabular logits (from π_ref) with the exact online DPO loss (`online_dpo_loss`) and the exact
@@ -414,13 +598,7 @@ def run_online_dpo_vs_ipo(config, workdir):
   with final gaps and total-variation distances to π*_β (max and median over games).
   """
   t_start = time.time()
-  _positive(config, "beta")
-  _positive(config, "lr")
-  wd = workdir_lib.Workdir(workdir)
-  wd.write_config(config)
   T, rec = config.num_steps, config.record_every
-  if T % rec:
-    raise PrefjaxError("config.record_every must divide config.num_steps")
   summary = {"name": config.name, "runs": {}}
   arrays = {}
   with jax.enable_x64(True):
@@ -444,7 +622,11 @@ def run_online_dpo_vs_ipo(config, workdir):
         out[name] = jax.vmap(one)(P, ref)
       return out
 
-    pis = run_all(P, ref)
+    print(f"online DPO and IPO: {P.shape[0]} games x {T} SGD steps (one compiled program)", flush=True)
+    t0 = time.time()
+    pis = jax.block_until_ready(run_all(P, ref))
+    print(f"  trained in {time.time() - t0:.1f} s", flush=True)
+    preemption.check("after training, before writing the results")
     arrays["steps"] = np.arange(1, T // rec + 1) * rec
     for name, pi in pis.items():
       gap = np.asarray(nash.duality_gap(pi, P[:, None], ref[:, None], beta))
@@ -454,7 +636,7 @@ def run_online_dpo_vs_ipo(config, workdir):
       summary["runs"][name] = {"final_gap_max": float(gap[:, -1].max()), "final_gap_median": float(np.median(gap[:, -1])),
                                "final_tv_to_ne_median": float(np.median(tv[:, -1])),
                                "final_tv_to_ne_max": float(tv[:, -1].max())}
-      print(f"online {name}: final gap median {np.median(gap[:, -1]):.3g}")
+      print(f"online {name}: final gap median {np.median(gap[:, -1]):.3g}", flush=True)
   for r, step in enumerate(arrays["steps"]):
     wd.append_metrics({"step": int(step), **{f"{n}_gap_median": float(np.median(arrays[f'gap__{n}'][:, r]))
                                              for n in losses}})
@@ -480,7 +662,21 @@ def run_online_dpo_vs_ipo(config, workdir):
 # Munos et al.'s annotator flip.
 
 
-def run_annotator_flip(config, workdir):
+def validate_annotator_flip(config):
+  """Checks every field `run_annotator_flip` reads; raises a one-line `PrefjaxError` naming the field."""
+  cc.string(config, "name")
+  _positive(config, "beta")
+  eps = cc.numbers_list(config, "eps", low=-2.0 / 3.0, high=1.0 / 3.0)
+  if len(eps) < 2:
+    raise PrefjaxError("config.eps needs at least two values")
+  if any(b <= a for a, b in zip(eps, eps[1:])):
+    raise PrefjaxError(f"config.eps must be strictly increasing (the jumps are between neighbours), got "
+                       f"{list(config.eps)}")
+  cc.boolean(config, "figure")
+
+
+@workdir_lib.experiment(validate=validate_annotator_flip)
+def run_annotator_flip(config, wd):
   """Munos et al. arXiv:2312.00886 §3.2: the BT optimum flips as ε crosses 0; the Nash solution moves smoothly.
 
   For each ε of `config.eps`: the population of `instances.munos_annotators(ε)`, its Bradley–Terry
@@ -492,15 +688,12 @@ def run_annotator_flip(config, workdir):
   optimum flips between ε < 0 and ε > 0, and the largest jump of each policy between neighbouring ε.
   """
   t_start = time.time()
-  _positive(config, "beta")
   eps = np.asarray(config.eps, np.float64)
-  if eps.size < 2:
-    raise PrefjaxError("config.eps needs at least two values")
-  wd = workdir_lib.Workdir(workdir)
-  wd.write_config(config)
   rows = {"bt_policy": [], "nash_lp": [], "nash_claimed": [], "nash_regularised": []}
   with jax.enable_x64(True):
-    for e in eps:
+    for i, e in enumerate(eps):
+      if i:
+        preemption.check(f"after {i} of {eps.size} values of eps")
       ex = instances.munos_annotators(float(e), dtype=jnp.float64)
       rows["bt_policy"].append(np.asarray(ex.bt_policy))
       rows["nash_lp"].append(nash.solve_nash_lp(np.asarray(ex.P)))
@@ -533,5 +726,6 @@ def run_annotator_flip(config, workdir):
     plt.close(fig)
   summary["seconds"] = time.time() - t_start
   wd.write_summary(summary)
-  print(f"BT flips: {summary['bt_flips']}; LP vs claimed Nash: {summary['nash_lp_max_deviation_from_claimed']:.2g}")
+  print(f"BT flips: {summary['bt_flips']}; LP vs claimed Nash: {summary['nash_lp_max_deviation_from_claimed']:.2g}",
+        flush=True)
   return summary

@@ -28,7 +28,10 @@ scores (`bootstrap_scores`, Chatbot Arena's procedure) are checked against the p
 Writes: config.json; metrics.jsonl (one line per setting × method × V: mean τ and its 95% t-interval);
 arrays.npz: `votes` [V], `tau` [S, M, V, R] (settings × methods × votes × simulations), `tau_skills`
 [S, M, V, R] (τ to the skill order), `coverage` [S, R, N] (1 if the interval covers), `ci_width` [S, R, N];
-summary.json; figure.png.
+summary.json; figure.png (τ bands clipped to τ's range [−1, 1]; coverage with Wilson 95% intervals, inside
+[0, 1]); status.json. The config is checked completely first (`validate_arena_ranking`: nothing is written
+for a bad one), a finished run of the same config is returned without rerunning, and SIGTERM/SIGINT stop
+between vote counts (`prefjax.workdir.experiment`, `prefjax.preemption`).
 """
 
 import functools
@@ -39,9 +42,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from prefjax import jit_utils
-from prefjax.errors import PrefjaxError
+from prefjax import config_checks as cc
 from prefjax import intervals
+from prefjax import jit_utils
+from prefjax import preemption
+from prefjax import workdir as workdir_lib
+from prefjax.errors import PrefjaxError
 from prefjax.ranking import aggregate
 from prefjax.ranking import battles as battles_lib
 from prefjax.ranking import elo as elo_lib
@@ -98,22 +104,34 @@ def _compiled(fn, *args, fast_compile=False):
   return jit_utils.jit(fn, fast_compile)(*args)
 
 
-def _validate(config):
-  if config.num_models < 3:
+def validate_arena_ranking(config):
+  """Checks every field `run_arena_ranking` reads; raises a one-line `PrefjaxError` naming the field."""
+  n = cc.integer(config, "num_models")
+  if n < 3:
     raise PrefjaxError(f"config.num_models must be >= 3, got {config.num_models}")
-  if not 2 <= config.k <= config.num_models:
-    raise PrefjaxError(f"config.k must lie in [2, num_models = {config.num_models}], got {config.k}")
-  votes = list(config.votes)
-  if not votes or any(int(v) != v or v < 1 for v in votes) or sorted(votes) != votes:
-    raise PrefjaxError(f"config.votes must be increasing positive integers, got {votes}")
-  if any(c < 0 for c in config.intransitivity):
-    raise PrefjaxError(f"config.intransitivity must be >= 0, got {list(config.intransitivity)}")
-  if config.num_simulations < 2:
+  k = cc.integer(config, "k")
+  if not 2 <= k <= n:
+    raise PrefjaxError(f"config.k must lie in [2, num_models = {n}], got {k}")
+  votes = cc.get(config, "votes")
+  ok = isinstance(votes, (list, tuple)) and votes and all(
+      cc._is_number(v) and math.isfinite(v) and int(v) == v and v >= 1 for v in votes)
+  if not ok or any(b <= a for a, b in zip(votes, votes[1:])):
+    raise PrefjaxError(f"config.votes must be increasing positive integers, got {votes!r}")
+  cs = cc.numbers_list(config, "intransitivity", low=0)
+  names = ["transitive" if c == 0 else f"intransitive_c{c:g}" for c in cs]
+  if len(set(names)) != len(names):
+    raise PrefjaxError(f"config.intransitivity repeats a value: {list(cs)}")
+  sims = cc.integer(config, "num_simulations")
+  if sims < 2:
     raise PrefjaxError(f"config.num_simulations must be >= 2, got {config.num_simulations}")
-  if not config.l2 >= 0:
-    raise PrefjaxError(f"config.l2 must be >= 0, got {config.l2}")
-  if not 0 < config.ci < 1:
-    raise PrefjaxError(f"config.ci must lie in (0, 1), got {config.ci}")
+  cc.number(config, "l2", low=0)
+  cc.number(config, "ci", low=0, high=1, low_open=True, high_open=True)
+  cc.positive_int(config, "dim", "coverage_votes")
+  cc.integer(config, "bootstrap_rounds", low=2)
+  cc.positive(config, "skill_scale", "elo_k_factor")
+  cc.number(config, "tau_target", low=-1, high=1, low_open=True)
+  cc.integer(config, "seed")
+  cc.boolean(config, "figure", "fast_compile")
 
 
 def votes_to_reach(votes, tau_mean, target):
@@ -140,13 +158,13 @@ def votes_to_reach(votes, tau_mean, target):
   return float(np.exp(np.log(votes[i - 1]) + frac * (np.log(votes[i]) - np.log(votes[i - 1]))))
 
 
-def run_arena_ranking(config, workdir):
-  """Runs the arena experiment (see the module docstring) and writes the workdir."""
-  from prefjax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-  _validate(config)
+@workdir_lib.experiment(validate=validate_arena_ranking)
+def run_arena_ranking(config, wd):
+  """Runs the arena experiment (see the module docstring) and writes the workdir.
+
+  Called as `run_arena_ranking(config, workdir, *, overwrite=False, command=None)`.
+  """
   t_start = time.time()
-  wd = workdir_lib.Workdir(workdir)
-  wd.write_config(config)
   votes = [int(v) for v in config.votes]
   cs = jnp.asarray(config.intransitivity, jnp.float32)
   settings = ["transitive" if float(c) == 0 else f"intransitive_c{float(c):g}" for c in config.intransitivity]
@@ -156,6 +174,8 @@ def run_arena_ranking(config, workdir):
   tau = np.zeros((len(settings), len(METHODS), len(votes), config.num_simulations))
   tau_skills = np.zeros_like(tau)
   for v_idx, v in enumerate(votes):
+    if v_idx:  # SIGTERM/SIGINT: stop between vote counts (one compiled program each).
+      preemption.check(f"after {v_idx} of {len(votes)} vote counts")
     t0 = time.time()
     fn = functools.partial(_simulate, num_models=config.num_models, num_votes=v, k=config.k, dim=config.dim,
                            skill_scale=config.skill_scale, l2=config.l2, elo_k=config.elo_k_factor)
@@ -164,7 +184,7 @@ def run_arena_ranking(config, workdir):
                       fast_compile=config.fast_compile)  # [S, R, M] each
     tau[:, :, v_idx] = np.moveaxis(np.asarray(t), 2, 1)
     tau_skills[:, :, v_idx] = np.moveaxis(np.asarray(ts), 2, 1)
-    print(f"V = {v}: {len(settings)} settings x {config.num_simulations} simulations in "
+    print(f"[{v_idx + 1}/{len(votes)}] V = {v}: {len(settings)} settings x {config.num_simulations} simulations in "
           f"{time.time() - t0:.1f}s", flush=True)
 
   curves, metrics = {}, []
@@ -179,6 +199,7 @@ def run_arena_ranking(config, workdir):
         wd.append_metrics(rec)
 
   # Bootstrap coverage at V = coverage_votes.
+  preemption.check("after the vote counts, before the bootstrap coverage")
   t0 = time.time()
   cov_keys = jax.random.split(k_cov, config.num_simulations)
   cov_fn = functools.partial(_coverage, num_models=config.num_models, num_votes=int(config.coverage_votes),
@@ -228,6 +249,16 @@ def run_arena_ranking(config, workdir):
   return summary
 
 
+def wilson_interval(p, n, z=1.959963984540054):
+  """Wilson score interval (low, high) of a proportion `p` observed in `n` trials; inside [0, 1]."""
+  if n <= 0:
+    return 0.0, 1.0
+  denom = 1 + z * z / n
+  centre = (p + z * z / (2 * n)) / denom
+  half = z * math.sqrt(max(p * (1 - p) / n + z * z / (4 * n * n), 0.0)) / denom
+  return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def _plot(path, votes, settings, tau, k, summary):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
@@ -241,7 +272,9 @@ def _plot(path, votes, settings, tau, k, summary):
       mean, half = intervals.t_interval(tau[s_idx, m_idx], axis=1)
       label = f"{method} (K = {k})" if method in ("pl_kwise", "bt_kwise_pairs") else method
       ax.plot(votes, mean, "o-", color=colors[m_idx], label=label, ms=3)
-      ax.fill_between(votes, mean - half, mean + half, color=colors[m_idx], alpha=0.2)
+      # Kendall τ lies in [−1, 1]: the t-interval's band is clipped to that range.
+      ax.fill_between(votes, np.clip(mean - half, -1.0, 1.0), np.clip(mean + half, -1.0, 1.0),
+                      color=colors[m_idx], alpha=0.2)
       if method == "pl_kwise":
         ax.plot(votes * (k - 1), mean, ":", color=colors[m_idx], label=f"pl_kwise, {k - 1} votes/ranking")
     ax.set_xscale("log")
@@ -249,13 +282,16 @@ def _plot(path, votes, settings, tau, k, summary):
            title=setting)
     ax.legend(fontsize=7)
   ax = axes[-1]
-  cov = [summary["settings"][s]["bootstrap"]["coverage"] for s in settings]
-  err = [2 * summary["settings"][s]["bootstrap"]["coverage_se"] for s in settings]
-  ax.bar(range(len(settings)), cov, yerr=err, color=colors[:len(settings)])
+  cov = np.asarray([summary["settings"][s]["bootstrap"]["coverage"] for s in settings])
+  # Wilson 95% score intervals for the covered fraction: inside [0, 1] (a ±2 SE bar crosses 1 near it).
+  lo, hi = zip(*(wilson_interval(summary["settings"][s]["bootstrap"]["coverage"],
+                                 summary["settings"][s]["bootstrap"]["num_intervals"]) for s in settings))
+  err = np.stack([cov - np.asarray(lo), np.asarray(hi) - cov])
+  ax.bar(range(len(settings)), cov, yerr=err, capsize=3, color=colors[:len(settings)])
   ci = summary["settings"][settings[0]]["bootstrap"]["ci"]
   ax.axhline(ci, color="k", ls="--", label=f"nominal {ci:g}")
   ax.set_xticks(range(len(settings)), settings, fontsize=8)
-  ax.set(ylim=(0.5, 1.0), ylabel="coverage of the population BT scores",
+  ax.set(ylim=(0.5, 1.0), ylabel="coverage of the population BT scores (Wilson 95% bars)",
          title=f"Bootstrap {ci:g} intervals, {summary['settings'][settings[0]]['bootstrap']['votes']} battles")
   ax.legend(fontsize=7)
   fig.tight_layout()
