@@ -109,7 +109,8 @@ def _prefs(path):
 def test_lm_pretrained_end_to_end(tmp_path, style):
   """lm_pretrained (quick) from a local checkpoint written by `hf_import.export_hf` and a JSONL file runs to
   completion through the runner: loss log 2 and rewards 0 at the first step (policy = reference), the data
-  report counts the dropped row, checkpoints and summary.json are written, and a rerun resumes."""
+  report counts the dropped row, checkpoints and summary.json are written, a rerun of the finished run is
+  reported done, and a rerun of an interrupted one resumes."""
   _tiny_checkpoint(tmp_path / "model", style)
   _prefs(tmp_path / "prefs.jsonl")
   config = lm_pretrained.get_config("quick")
@@ -140,7 +141,12 @@ def test_lm_pretrained_end_to_end(tmp_path, style):
   assert summary["objectives"]["sigmoid"]["step"] == 2
   assert summary["objectives"]["sigmoid"]["resumed_from"] is None
   assert os.path.exists(workdir / "sigmoid" / "checkpoints")
-  again = run(config, str(workdir))  # a rerun resumes from the final checkpoint: nothing left to train
+  assert run(config, str(workdir)) == saved  # a finished run is reported done, not rerun
+  # An unfinished run of the same config resumes (here from the final checkpoint: nothing left to train).
+  status = json.load(open(workdir / "status.json"))
+  with open(workdir / "status.json", "w") as f:
+    json.dump({**status, "state": "interrupted"}, f)
+  again = run(config, str(workdir))
   assert again["objectives"]["sigmoid"]["resumed_from"] == 2
   assert again["objectives"]["sigmoid"]["loss"] == records[1]["loss"]
   assert [json.loads(l)["step"] for l in open(workdir / "sigmoid" / "metrics.jsonl")] == [1, 2]
