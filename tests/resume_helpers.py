@@ -1,4 +1,5 @@
-"""Shared by the resume tests: a simulated crash after a given step, and metrics.jsonl read back by step."""
+"""Shared by the resume and workdir tests: a simulated crash after a given step, metrics.jsonl read back by step,
+and a byte-for-byte snapshot of a folder."""
 
 import json
 import os
@@ -32,4 +33,15 @@ def records_by_step(path):
       if line.strip():
         r = json.loads(line)
         out[r["step"]] = {k: v for k, v in r.items() if k not in TIMING}
+  return out
+
+
+def snapshot(path):
+  """{relative path: bytes} of every file under `path` (to check that a refused run changed nothing)."""
+  out = {}
+  for root, _, files in os.walk(path):
+    for f in files:
+      p = os.path.join(root, f)
+      with open(p, "rb") as fh:
+        out[os.path.relpath(p, path)] = fh.read()
   return out

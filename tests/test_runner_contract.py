@@ -33,6 +33,7 @@ from prefjax import workdir as workdir_lib
 from prefjax.bandit import objective_benchmark as ob
 from prefjax.bandit import runs as bandit_runs
 from prefjax.errors import PrefjaxError
+from resume_helpers import snapshot
 
 # experiment name → (config file, overrides of its :quick variant, the field changed for "another config").
 CASES = {
@@ -138,17 +139,6 @@ def _config(name, **extra):
   return config
 
 
-def _snapshot(path):
-  """{relative path: bytes} of every file under `path`."""
-  out = {}
-  for root, _, files in os.walk(path):
-    for f in files:
-      p = os.path.join(root, f)
-      with open(p, "rb") as fh:
-        out[os.path.relpath(p, path)] = fh.read()
-  return out
-
-
 def _lines(path):
   with open(os.path.join(path, "metrics.jsonl"), encoding="utf-8") as f:
     return f.read().splitlines()
@@ -171,17 +161,17 @@ def test_bad_value_names_the_field_and_leaves_the_workdir_as_it_was(tmp_path, na
   run = runners.get_runner(name)
   (tmp_path / "config.json").write_text('{"sentinel": 1}\n')
   (tmp_path / "metrics.jsonl").write_text('{"step": 0, "sentinel": 1}\n')
-  before = _snapshot(tmp_path)
+  before = snapshot(tmp_path)
   config = _config(name)
   with config.unlocked():
     config[field] = value
   with pytest.raises(PrefjaxError, match=field) as e:
     run(config, str(tmp_path))
   assert "\n" not in str(e.value)
-  assert _snapshot(tmp_path) == before
+  assert snapshot(tmp_path) == before
   with pytest.raises(PrefjaxError, match=field):  # Also with overwrite: validation comes first.
     run(config, str(tmp_path), overwrite=True)
-  assert _snapshot(tmp_path) == before
+  assert snapshot(tmp_path) == before
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -208,12 +198,12 @@ def test_runner_keeps_the_workdir_contract(tmp_path, capsys, name):
     assert "[1/9] MWU" in out and "[9/9] fictitious play" in out, out
 
   # The same config again: the stored summary, nothing rerun or rewritten.
-  before = _snapshot(wd)
+  before = snapshot(wd)
   capsys.readouterr()
   again = run(_config(name), wd)
   assert again == stored
   assert "already holds a finished run" in capsys.readouterr().out
-  assert _snapshot(wd) == before
+  assert snapshot(wd) == before
   assert len(_lines(wd)) == len(lines)
 
   # A bad value into the finished run's workdir: refused, the workdir byte for byte as it was.
@@ -223,7 +213,7 @@ def test_runner_keeps_the_workdir_contract(tmp_path, capsys, name):
     bad[bad_field] = bad_value
   with pytest.raises(PrefjaxError, match=bad_field):
     run(bad, wd)
-  assert _snapshot(wd) == before
+  assert snapshot(wd) == before
   del bad_name
 
   # Another config: refused, naming the differing field; with overwrite=True it replaces the run.
@@ -233,7 +223,7 @@ def test_runner_keeps_the_workdir_contract(tmp_path, capsys, name):
     other[field] = "other_name" if field == "name" else (0.5 if field == "tau_target" else 7)
   with pytest.raises(PrefjaxError, match=field):
     run(other, wd)
-  assert _snapshot(wd) == before
+  assert snapshot(wd) == before
   run(other, wd, overwrite=True)
   assert _json(wd, "config.json")[field] == other[field]
   assert _json(wd, "status.json")["state"] == "complete"

@@ -20,6 +20,7 @@ import pytest
 from prefjax import preemption
 from prefjax import workdir as workdir_lib
 from prefjax.errors import PrefjaxError
+from resume_helpers import snapshot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -50,24 +51,14 @@ def _make_runner(calls, resumable=False, body=None):
   return run
 
 
-def _snapshot(path):
-  out = {}
-  for root, _, files in os.walk(path):
-    for f in files:
-      p = os.path.join(root, f)
-      with open(p, "rb") as fh:
-        out[os.path.relpath(p, path)] = fh.read()
-  return out
-
-
 def test_bad_config_leaves_the_workdir_as_it_was(tmp_path):
   calls = []
   run = _make_runner(calls)
   run(_config(), str(tmp_path))
-  before = _snapshot(tmp_path)
+  before = snapshot(tmp_path)
   with pytest.raises(PrefjaxError, match="config.beta"):
     run(_config(beta=-1.0), str(tmp_path))
-  assert _snapshot(tmp_path) == before and len(calls) == 1
+  assert snapshot(tmp_path) == before and len(calls) == 1
 
 
 def test_same_config_twice_is_reported_done_and_metrics_are_not_doubled(tmp_path, capsys):
