@@ -8,7 +8,6 @@ no-jit, and brute-force properties of the data-construction helpers.
 import itertools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

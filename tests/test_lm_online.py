@@ -29,6 +29,8 @@ from resume_helpers import Crash
 from resume_helpers import crash_after
 from resume_helpers import records_by_step
 
+import float32_noise
+
 V = 4  # vocabulary = actions
 BETA = 0.5
 ALPHA_MIX = 0.3  # Nash-MD's mixture weight α = ηβ
@@ -372,5 +374,5 @@ def test_loss_log_probs_use_the_response_window():
     return ctx.logps(p, seqs), full
 
   got, want = both(params)
-  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(np.max(np.abs(want))))
+  float32_noise.assert_close(got, want, float32_noise.noise_scale(both, params)[1])
   assert np.all(np.asarray(want) < 0)

@@ -70,6 +70,26 @@ def test_bad_configs_are_clear_errors(tmp_path):
     online_experiments.run_lm_sppo_synthetic(c, str(tmp_path / "c"))
 
 
+@pytest.mark.parametrize("field,value,match", [
+    ("mesh.fsdp", 0, r"config.mesh.fsdp must be >= 1"),
+    ("model.num_heads", 3, r"config.model.d_model=\d+ must be a multiple of config.model.num_heads=3"),
+    ("synthetic.vocab_size", 1, r"config.synthetic.vocab_size"),
+    ("model.style", "gpt3", r"config.model.style")])
+def test_every_synthetic_lm_runner_checks_the_shared_fields(field, value, match):
+  """The mesh, model and synthetic-task fields are checked by one function for the offline and both online
+  synthetic runners: the same message from each."""
+  from experiments.configs import lm_dpo_synthetic  # pylint: disable=g-import-not-at-top
+  from prefjax.lm import experiments as lm_experiments  # pylint: disable=g-import-not-at-top
+  for module, validate in ((lm_dpo_synthetic, lm_experiments.validate_lm_offline),
+                           (lm_nash_synthetic, online_experiments.validate_lm_nash_synthetic),
+                           (lm_sppo_synthetic, online_experiments.validate_lm_sppo_synthetic)):
+    c = module.get_config("quick")
+    node, leaf = field.split(".")
+    c[node][leaf] = value
+    with pytest.raises(PrefjaxError, match=match):
+      validate(c)
+
+
 def test_spin_fixed_point_kl_is_zero_exactly_at_the_tabular_dynamics_fixed_point(tmp_path):
   """The π* behind summary's kl_to_fixed_point_per_iteration is a fixed point of games.dynamics.spin_step."""
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top

@@ -20,13 +20,12 @@ from prefjax.lm import logprobs
 from prefjax.lm import model as lm
 from prefjax.lm import sampling
 
+import float32_noise
+
 V, D, LAYERS, HEADS, FF, MAX_LEN = 8, 16, 2, 2, 32, 16
 # A large init so next-token distributions are far from uniform (the tests are then sensitive to the law).
 INIT_STD = 0.5
 CHI2_LEVEL = 1e-3  # significance level of every chi-square goodness-of-fit test
-# float32 agreement of log-probs computed by the cached sampler and by a full forward (different shapes
-# and summation orders): a few ulps per op over a 2-layer net, relative to the logits' scale.
-F32_RTOL = 2e-5
 
 CFG = lm.TransformerConfig(vocab_size=V, d_model=D, num_layers=LAYERS, num_heads=HEADS, d_ff=FF,
                            max_len=MAX_LEN, init_std=INIT_STD)
@@ -68,13 +67,18 @@ def _prompts(batch, seed=0, p=5):
   return jnp.asarray(tokens * mask), jnp.asarray(mask)
 
 
+def _log_softmax_of_forward(params, tokens, mask):
+  logits = np.asarray(_forward(params, tokens, mask), np.float64)
+  return logits - _logsumexp(logits)
+
+
 def _full_logps(params, prompt, pmask, gen):
-  """float64 log-softmax of the full forward's logits predicting each generated token: [B, T, V]."""
+  """float64 log-softmax of the full forward's logits predicting each generated token: [B, T, V], and the
+  float32 rounding scale of those log-probs (`float32_noise.noise_scale` of the forward)."""
   seq = sampling.sequences(prompt, pmask, gen)
-  logits = np.asarray(_forward(params, seq["tokens_BxL"], seq["attention_mask_BxL"]), np.float64)
   p, t = prompt.shape[1], gen.tokens_BxT.shape[1]
-  pred = logits[:, p - 1:p + t - 1]
-  return pred - _logsumexp(pred), float(np.max(np.abs(logits)))
+  fn = lambda q: _log_softmax_of_forward(q, seq["tokens_BxL"], seq["attention_mask_BxL"])[:, p - 1:p + t - 1]
+  return fn(params), float32_noise.noise_scale(fn, params)
 
 
 def _logsumexp(x):
@@ -101,9 +105,11 @@ def _chi2_pvalue(counts, probs):
   return stats.chi2.sf(stat, df=len(expected) - 1)
 
 
-def _close(actual, expected, scale):
-  np.testing.assert_allclose(np.asarray(actual, np.float64), expected, rtol=0,
-                             atol=F32_RTOL * max(scale, 1.0))
+def _close(actual, expected, noise):
+  """The sampler's float32 log-probs equal the full forward's up to its rounding scale `noise`. A law's
+  log-probs (renormalised over the kept tokens) move by at most twice the error of the log-probs they are
+  renormalised from; callers pass that bound."""
+  float32_noise.assert_close(actual, expected, noise)
 
 
 @functools.lru_cache(maxsize=None)
@@ -127,8 +133,8 @@ def test_temperature_one_frequencies_match_softmax():
   # Exact laws from full forwards: p(v1) at the prompt's end, p(v2 | v1) after appending each v1.
   ext = jnp.concatenate([jnp.repeat(base, V, axis=0), jnp.tile(jnp.arange(V), 2)[:, None]], axis=1)
   ext_mask = jnp.concatenate([jnp.repeat(base_mask, V, axis=0), jnp.ones((2 * V, 1), jnp.int32)], 1)
-  logits = np.asarray(_forward(PARAMS, ext, ext_mask), np.float64)
-  logp = logits - _logsumexp(logits)
+  logp = _log_softmax_of_forward(PARAMS, ext, ext_mask)
+  noise = float32_noise.noise_scale(_log_softmax_of_forward, PARAMS, ext, ext_mask)
   for i in range(2):
     rows = slice(i * n // 2, (i + 1) * n // 2)
     p1 = np.exp(logp[i * V, -2])  # the prediction after the prompt (same for every appended v1)
@@ -146,9 +152,8 @@ def test_temperature_one_frequencies_match_softmax():
   row = np.repeat(np.arange(2) * V, n // 2)
   want = np.stack([logp[row, -2][np.arange(n), tokens[:, 0]],
                    logp[row + tokens[:, 0], -1][np.arange(n), tokens[:, 1]]], axis=1)
-  scale = float(np.max(np.abs(logits)))
-  _close(gen.logps_BxT, want, scale)
-  _close(gen.policy_logps_BxT, want, scale)
+  _close(gen.logps_BxT, want, noise)
+  _close(gen.policy_logps_BxT, want, noise)
 
 
 def test_mixture_law_equals_normalised_geometric_mixture():
@@ -160,14 +165,13 @@ def test_mixture_law_equals_normalised_geometric_mixture():
   # Jitted: the key, the reference's parameters and α are traced.
   gen = _generate_jit(CFG, PARAMS, prompt, pmask, jax.random.key(1), cfg, ref_params=REF_PARAMS,
                       mixture_weight=alpha)
-  logp, scale = _full_logps(PARAMS, prompt, pmask, gen)
-  ref_logp, ref_scale = _full_logps(REF_PARAMS, prompt, pmask, gen)
+  logp, noise = _full_logps(PARAMS, prompt, pmask, gen)
+  ref_logp, ref_noise = _full_logps(REF_PARAMS, prompt, pmask, gen)
   mix = (1 - alpha) * logp + alpha * ref_logp
   mix = mix - _logsumexp(mix)
-  scale = max(scale, ref_scale)
-  _close(gen.logps_BxT, _pick(mix, gen.tokens_BxT), scale)
-  _close(gen.policy_logps_BxT, _pick(logp, gen.tokens_BxT), scale)
-  _close(gen.ref_logps_BxT, _pick(ref_logp, gen.tokens_BxT), scale)
+  _close(gen.logps_BxT, _pick(mix, gen.tokens_BxT), 2 * max(noise, ref_noise))
+  _close(gen.policy_logps_BxT, _pick(logp, gen.tokens_BxT), noise)
+  _close(gen.ref_logps_BxT, _pick(ref_logp, gen.tokens_BxT), ref_noise)
   tokens = np.asarray(gen.tokens_BxT)
   for i in range(2):
     rows = slice(i * n // 2, (i + 1) * n // 2)
@@ -186,9 +190,9 @@ def test_cache_equals_no_cache_with_left_padding():
   np.testing.assert_array_equal(gen.tokens_BxT, ref.tokens_BxT)
   np.testing.assert_array_equal(gen.mask_BxT, ref.mask_BxT)
   np.testing.assert_array_equal(gen.lengths_B, ref.lengths_B)
-  scale = float(np.max(np.abs(np.asarray(ref.policy_logps_BxT))))
-  _close(gen.logps_BxT, np.asarray(ref.logps_BxT, np.float64), scale)
-  _close(gen.policy_logps_BxT, np.asarray(ref.policy_logps_BxT, np.float64), scale)
+  _, noise = _full_logps(PARAMS, prompt, pmask, gen)
+  _close(gen.logps_BxT, np.asarray(ref.logps_BxT, np.float64), 2 * noise)
+  _close(gen.policy_logps_BxT, np.asarray(ref.policy_logps_BxT, np.float64), noise)
   assert gen.ref_logps_BxT is None and ref.ref_logps_BxT is None
 
 
@@ -213,13 +217,13 @@ def test_eos_handling_and_policy_logps_contract():
   assert np.all(np.asarray(gen.logps_BxT)[mask == 1] <= 0)
   assert np.all(np.asarray(gen.policy_logps_BxT)[mask == 1] < 0)
   # "No second forward pass": policy_logps on sequences(...) == the sum of the returned log-probs.
-  logp, scale = _full_logps(PARAMS, prompt, pmask, gen)
+  logp, noise = _full_logps(PARAMS, prompt, pmask, gen)
   real = mask == 1
-  _close(np.asarray(gen.policy_logps_BxT)[real], _pick(logp, tokens)[real], scale)
+  _close(np.asarray(gen.policy_logps_BxT)[real], _pick(logp, tokens)[real], noise)
   seq = sampling.sequences(prompt, pmask, gen)
   got = _policy_logps(PARAMS, seq["tokens_BxL"], seq["loss_mask_BxL"], seq["attention_mask_BxL"])
   np.testing.assert_array_equal(got.counts, gen.lengths_B)
-  _close(got.logps, np.asarray(gen.policy_logps_BxT, np.float64).sum(1), scale * t)
+  _close(got.logps, np.asarray(gen.policy_logps_BxT, np.float64).sum(1), noise * t)  # a sum of t of them
 
 
 def test_sampling_law_with_eos_temperature_top_k_top_p():
@@ -227,7 +231,7 @@ def test_sampling_law_with_eos_temperature_top_k_top_p():
   logps == the law (temperature, EOS suppression, top-k, top-p, renormalised) recomputed in float64."""
   prompt, pmask, gen = _shared_run()
   k, p, tau = SHARED_CFG.top_k, SHARED_CFG.top_p, SHARED_CFG.temperature
-  logp, scale = _full_logps(PARAMS, prompt, pmask, gen)
+  logp, noise = _full_logps(PARAMS, prompt, pmask, gen)
   x = logp / tau
   x[:, :SHARED_CFG.min_new_tokens, EOS] = -np.inf
   order = np.argsort(-x, axis=-1, kind="stable")
@@ -254,7 +258,7 @@ def test_sampling_law_with_eos_temperature_top_k_top_p():
   assert n_kept.min() < k and n_kept.max() == k  # the nucleus bites at some positions, not all
   law = np.where(keep, x, -np.inf)
   law = law - _logsumexp(law)
-  _close(np.asarray(gen.logps_BxT)[decided], _pick(law, tokens)[decided], scale / tau)
+  _close(np.asarray(gen.logps_BxT)[decided], _pick(law, tokens)[decided], 2 * noise / tau)
 
 
 def test_filter_ties_are_deterministic():
@@ -278,7 +282,7 @@ def test_greedy_is_argmax():
   cfg = sampling.SamplingConfig(max_new_tokens=4, greedy=True, eos_id=EOS, min_new_tokens=2)
   prompt, pmask = _prompts(16, seed=5)
   gen = sampling.generate(CFG, PARAMS, prompt, pmask, jax.random.key(3), cfg)
-  logp, scale = _full_logps(PARAMS, prompt, pmask, gen)
+  logp, _ = _full_logps(PARAMS, prompt, pmask, gen)
   logp[:, :2, EOS] = -np.inf
   mask = np.asarray(gen.mask_BxT) == 1
   tokens = np.asarray(gen.tokens_BxT)
@@ -305,9 +309,9 @@ def test_generate_from_iterates():
   # Tokens are identical; log-probs agree to float tolerance (vmap over iterates reorders float ops).
   for name in ("tokens_BxT", "mask_BxT", "lengths_B"):
     np.testing.assert_array_equal(getattr(got, name), getattr(want[1], name))
-  scale = float(np.max(np.abs(np.asarray(want[1].policy_logps_BxT))))
-  for name in ("logps_BxT", "policy_logps_BxT"):
-    _close(getattr(got, name), np.asarray(getattr(want[1], name), np.float64), scale)
+  _, noise = _full_logps(PARAMS, prompt, pmask, want[1])
+  for name, bound in (("logps_BxT", 2 * noise), ("policy_logps_BxT", noise)):
+    _close(getattr(got, name), np.asarray(getattr(want[1], name), np.float64), bound)
   assert got.ref_logps_BxT is None
   got, index = sampling.generate_from_iterates(CFG, stack, jnp.asarray([3.0, 1.0]), prompt, pmask,
                                                jax.random.key(12), SHARED_CFG)
@@ -317,7 +321,8 @@ def test_generate_from_iterates():
   for h in range(2):
     rows = index == h
     np.testing.assert_array_equal(np.asarray(got.tokens_BxT)[rows], np.asarray(want[h].tokens_BxT)[rows])
-    _close(np.asarray(got.logps_BxT)[rows], np.asarray(want[h].logps_BxT, np.float64)[rows], scale)
+    _, noise = _full_logps((REF_PARAMS, PARAMS)[h], prompt, pmask, want[h])
+    _close(np.asarray(got.logps_BxT)[rows], np.asarray(want[h].logps_BxT, np.float64)[rows], 2 * noise)
   n = len(index)
   assert abs(np.mean(index == 0) - 0.75) < 5 * np.sqrt(0.75 * 0.25 / n)
 

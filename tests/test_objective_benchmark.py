@@ -35,8 +35,9 @@ def _hp(beta=0.5):
   return ob.BenchHParams(*(jnp.float32(v) for v in (beta, 0.1, 0.0, 0.0)), jnp.int32(6))
 
 
-def _call(fn, batch, hp, key=jax.random.PRNGKey(7)):
+def _call(fn, batch, hp, key=None):
   """A loss's value on a batch, through the plain or the stateful protocol (from its initial state)."""
+  key = jax.random.PRNGKey(7) if key is None else key
   if getattr(fn, "needs_value", False):
     batch = batch._replace(values=jnp.zeros(batch.logp.shape[:1]))
   if hasattr(fn, "init_state"):

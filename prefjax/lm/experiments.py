@@ -46,6 +46,29 @@ def _objectives(config):
   return names
 
 
+def validate_mesh(config):
+  """config.mesh.{data, fsdp, tensor}: each >= 1, or -1 for every remaining device."""
+  for field in ("data", "fsdp", "tensor"):
+    if cc.integer(config, f"mesh.{field}", low=-1) == 0:
+      raise PrefjaxError(f"config.mesh.{field} must be >= 1 (or -1: every remaining device), got 0")
+
+
+def validate_synthetic_model(config):
+  """The synthetic task's and the small transformer's fields every synthetic LM runner reads."""
+  cc.positive_int(config, "synthetic.num_prompts", "synthetic.response_len", "model.d_model",
+                  "model.num_layers", "model.num_heads", "model.d_ff")
+  cc.integer(config, "synthetic.vocab_size", low=2)
+  cc.non_negative_int(config, "synthetic.seed", "synthetic.sft_steps")
+  cc.number(config, "synthetic.sft_scale", low=0)
+  cc.number(config, "synthetic.reward_scale", low=0)
+  if int(config.synthetic.sft_steps) > 0:
+    cc.positive(config, "synthetic.sft_learning_rate")
+  cc.choice(config, "model.style", ("gpt2", "llama"))
+  if config.model.d_model % config.model.num_heads:
+    raise PrefjaxError(f"config.model.d_model={config.model.d_model} must be a multiple of "
+                       f"config.model.num_heads={config.model.num_heads}")
+
+
 def validate_lm_offline(config):
   """Checks every field `run_lm_offline` reads (a one-line `PrefjaxError` naming the field)."""
   cc.choice(config, "task", TASKS)
@@ -57,24 +80,12 @@ def validate_lm_offline(config):
   cc.number(config, "weight_decay", low=0)
   if "pack_segments" in config:
     cc.non_negative_int(config, "pack_segments")
-  for field in ("data", "fsdp", "tensor"):
-    value = cc.integer(config, f"mesh.{field}", low=-1)
-    if value == 0:
-      raise PrefjaxError(f"config.mesh.{field} must be >= 1 (or -1: every remaining device), got 0")
+  validate_mesh(config)
   for name in _objectives(config):
     _train_config(config, name)  # TrainConfig checks the objective's name and hyper-parameters.
   if config.task == "synthetic":
-    cc.positive_int(config, "synthetic.num_prompts", "synthetic.response_len", "synthetic.num_pairs",
-                    "model.d_model", "model.num_layers", "model.num_heads", "model.d_ff")
-    cc.integer(config, "synthetic.vocab_size", low=2)
-    cc.non_negative_int(config, "synthetic.seed", "synthetic.sft_steps")
-    cc.positive(config, "synthetic.sft_learning_rate")
-    cc.number(config, "synthetic.sft_scale", low=0)
-    cc.number(config, "synthetic.reward_scale", low=0)
-    cc.choice(config, "model.style", ("gpt2", "llama"))
-    if config.model.d_model % config.model.num_heads:
-      raise PrefjaxError(f"config.model.d_model={config.model.d_model} must be a multiple of "
-                         f"config.model.num_heads={config.model.num_heads}")
+    validate_synthetic_model(config)
+    cc.positive_int(config, "synthetic.num_pairs")
   else:
     for field in ("model_dir", "train_path"):
       if not config.get(field):

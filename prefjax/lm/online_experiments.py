@@ -49,6 +49,7 @@ from prefjax import sharding as shd
 from prefjax import workdir as workdir_lib
 from prefjax.errors import PrefjaxError
 from prefjax.games import nash as game_nash
+from prefjax.lm import experiments as lm_experiments
 from prefjax.lm import model as lm_model
 from prefjax.lm import online
 from prefjax.lm import oracles
@@ -64,15 +65,6 @@ def _plt():
   return plt
 
 
-def _positive(config, *fields):
-  for field in fields:
-    value = config
-    for part in field.split("."):
-      value = value[part]
-    if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
-      raise PrefjaxError(f"config.{field} must be finite and > 0, got {value!r}")
-
-
 def _algorithms(config):
   names = [n.strip() for n in str(config.algorithms).split(",") if n.strip()]
   if not names:
@@ -86,25 +78,13 @@ def _algorithms(config):
 def _validate_common(config):
   """The fields both runners read: the synthetic task, the model, the mesh and each algorithm's config."""
   names = _algorithms(config)
-  _positive(config, "beta", "online.learning_rate")
+  cc.positive(config, "beta", "online.learning_rate")
   cc.positive_int(config, "online.batch_size", "online.num_steps", "online.log_every", "online.num_samples",
-                  "online.iteration_steps", "synthetic.num_prompts", "synthetic.response_len",
-                  "model.d_model", "model.num_layers", "model.num_heads", "model.d_ff")
-  cc.non_negative_int(config, "online.warmup_steps", "online.eval_every", "online.checkpoint_every", "seed",
-                      "synthetic.seed", "synthetic.sft_steps")
-  cc.integer(config, "synthetic.vocab_size", low=2)
-  cc.number(config, "synthetic.sft_scale", low=0)
-  cc.number(config, "synthetic.reward_scale", low=0)
+                  "online.iteration_steps")
+  cc.non_negative_int(config, "online.warmup_steps", "online.eval_every", "online.checkpoint_every", "seed")
+  lm_experiments.validate_synthetic_model(config)
   cc.number(config, "synthetic.nontransitive_scale", low=0)
-  if int(config.synthetic.sft_steps) > 0:
-    _positive(config, "synthetic.sft_learning_rate")
-  cc.choice(config, "model.style", ("gpt2", "llama"))
-  if config.model.d_model % config.model.num_heads:
-    raise PrefjaxError(f"config.model.d_model={config.model.d_model} must be a multiple of "
-                       f"config.model.num_heads={config.model.num_heads}")
-  for field in ("data", "fsdp", "tensor"):
-    if cc.integer(config, f"mesh.{field}", low=-1) == 0:
-      raise PrefjaxError(f"config.mesh.{field} must be >= 1 (or -1: every remaining device), got 0")
+  lm_experiments.validate_mesh(config)
   for name in names:
     _online_config(config, name)  # OnlineConfig checks each algorithm's fields.
   return names
@@ -115,7 +95,7 @@ def validate_lm_nash_synthetic(config):
   names = _validate_common(config)
   if "online_dpo" not in names:
     raise PrefjaxError("config.algorithms must include online_dpo (the claim compares against it)")
-  _positive(config, "synthetic.nontransitive_scale", "claim_ratio")
+  cc.positive(config, "synthetic.nontransitive_scale", "claim_ratio")
 
 
 def validate_lm_sppo_synthetic(config):
@@ -136,7 +116,8 @@ def _online_config(config, algorithm, task=None):
   return online.OnlineConfig(
       algorithm=algorithm, beta=float(config.beta), mixture_weight=float(o.mixture_weight),
       num_samples=int(o.num_samples), iteration_steps=int(o.iteration_steps), labels=str(o.labels),
-      max_new_tokens=int(config.synthetic.response_len) if task is None else task.response_len, batch_size=int(o.batch_size), num_steps=int(o.num_steps),
+      max_new_tokens=int(config.synthetic.response_len) if task is None else task.response_len,
+      batch_size=int(o.batch_size), num_steps=int(o.num_steps),
       learning_rate=float(o.learning_rate), schedule=str(o.schedule), warmup_steps=int(o.warmup_steps),
       min_lr_ratio=float(o.min_lr_ratio), grad_clip=float(o.grad_clip), log_every=int(o.log_every),
       eval_every=int(o.eval_every), checkpoint_every=int(o.checkpoint_every), seed=int(config.seed),

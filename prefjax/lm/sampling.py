@@ -30,7 +30,7 @@ L = P + T.
 
 import dataclasses
 import functools
-from typing import Any, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 import flax.linen as nn
 import jax

@@ -20,7 +20,7 @@ array inputs (quality margins, state, history): eagerly a `PrefjaxError` naming 
 bad index, under `jit` a `jax.experimental.checkify` check (docs/objectives_checks.md).
 """
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

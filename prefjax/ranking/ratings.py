@@ -25,7 +25,6 @@ Ratings tables load from CSV/JSONL/JSON like battles (`load_ratings`, fields `it
 errors naming the file and line of a bad class label.
 """
 
-import functools
 import math
 import os
 from typing import NamedTuple, Optional, Sequence
