@@ -1,5 +1,5 @@
 #!/bin/bash
-# Issue 6's GPU check in one device call: MFU of the DPO step (live and precomputed reference) for the
+# The GPU MFU check in one device call: MFU of the DPO step (live and precomputed reference) for the
 # 374M-parameter Llama-style preset at sequence length 1 024 in bf16 (einsum attention, then cuDNN flash
 # attention), plus the gpt2-small-512 preset in fp32 for comparison with the CPU numbers. Run from the
 # repository root on a machine with a CUDA jax, flax, optax and orbax (the lent GPU machines have them):

@@ -50,7 +50,7 @@ PRESETS = {
     "gpt2-small-512": dict(style="gpt2", d_model=768, num_layers=12, num_heads=12, d_ff=3072,
                            vocab_size=50257, seq_len=512, pairs=2, dtype="float32", tie_embeddings=True),
     # Llama-style, 374M parameters (24 layers, d_model 1024, 16 heads, SwiGLU 2816, vocabulary 32 000, untied
-    # head), 8 pairs of 1 024 tokens (16 384 tokens per step), bf16 compute: issue 6's GPU MFU shape
+    # head), 8 pairs of 1 024 tokens (16 384 tokens per step), bf16 compute: the GPU MFU target's shape
     # (≥ 350M parameters, sequence length 1 024, bf16). benchmarks/gpu_mfu.sh runs it on a lent GPU.
     "llama-374m-1024": dict(style="llama", d_model=1024, num_layers=24, num_heads=16, d_ff=2816,
                             vocab_size=32000, seq_len=1024, pairs=8, dtype="bfloat16", tie_embeddings=False),

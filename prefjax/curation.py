@@ -2,7 +2,7 @@ r"""Curated self-consuming loops (Ferbach et al. 2407.09499): retraining on K-wi
 
 A generation of the loop draws K samples x_1..x_K from the current model p_t, a user keeps one with the
 K-wise Bradley–Terry (Luce) probability e^{r(x_i)} / Σ_j e^{r(x_j)}, and the next model is refit by maximum
-likelihood on the kept samples, optionally mixed with real data (THEORY.md §8). On a finite support with a
+likelihood on the kept samples, optionally mixed with real data (docs/theory.md §8). On a finite support with a
 tabular model and infinitely many samples the refit is exact, and the law of a kept sample is
 
   p_{t+1}(x) = p_t(x) · K · E_{x_2..x_K ∼ p_t}[ e^{r(x)} / (e^{r(x)} + Σ_{j≥2} e^{r(x_j)}) ]   (2407.09499 §2)
@@ -11,7 +11,7 @@ tabular model and infinitely many samples the refit is exact, and the law of a k
 p_{t+1} ∝ p_t e^r and p_t ∝ p_0 e^{t r}: the loop is an implicit RLHF/reward-tilting step per generation.
 With a fraction λ of real data from p_data the refit gives λ p_data + (1 − λ) p_{t+1}.
 
-Convention: `real_fraction` = λ is the *fraction of real samples* in the refit data set (the issue's λ).
+Convention: `real_fraction` = λ is the *fraction of real samples* in the refit data set (the λ of the curation papers).
 Ferbach et al. (following Bertrand et al. 2310.00429) parametrise the mixture by a ratio of synthetic to real
 data instead; a ratio ρ is λ = 1/(1 + ρ).
 

@@ -10,19 +10,18 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 
 from prefjax import intervals  # pylint: disable=g-import-not-at-top
 from prefjax import results  # pylint: disable=g-import-not-at-top
+from prefjax.objectives import spec  # pylint: disable=g-import-not-at-top
 
 ACTION_NAMES = "abcdefghijklmnopqrstuvwxyz"
 LINESTYLES = ("-", "--", "-.", ":")
-# Literature names for legends (registry names are TRL's).
-DISPLAY_NAMES = {"sigmoid": "DPO", "dpo": "DPO", "ipo": "IPO", "hinge": "SLiC", "cdpo": "cDPO",
-                 "robust": "rDPO"}
+# Legends use the literature names the objective index declares (`spec.display_name`; registry names are TRL's).
 
 
 def plot_bandit_sweep(workdir, objectives=None, out="figure.png"):
   """π(y) over training steps: one row per data source, one panel per β, one line style per objective.
 
   Shaded bands are 95% t-intervals over seeds; thin dotted lines mark the IPO closed-form optimum where the
-  summary has one (THEORY.md §1).
+  summary has one (docs/theory.md §1).
 
   Args:
     workdir: a finished `run_bandit_sweep` workdir.
@@ -50,7 +49,7 @@ def plot_bandit_sweep(workdir, objectives=None, out="figure.png"):
         policy = arrays[f"{source}__{name}__policy"][h]  # [S, R, N]
         mean, half = intervals.t_interval(policy, axis=0)
         for y in range(policy.shape[-1]):
-          label = f"{DISPLAY_NAMES.get(name, name)} π({ACTION_NAMES[y]})" if (i, h) == (0, 0) else None
+          label = f"{spec.display_name(name)} π({ACTION_NAMES[y]})" if (i, h) == (0, 0) else None
           ax.plot(steps, mean[:, y], LINESTYLES[o % len(LINESTYLES)], color=colors[y % len(colors)],
                   label=label, lw=1.5)
           if np.all(np.isfinite(half)):

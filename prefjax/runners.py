@@ -11,18 +11,18 @@ from prefjax.errors import PrefjaxError
 
 RUNNERS = {
     "bandit_sweep": "prefjax.bandit.runs:run_bandit_sweep",
-    # Nash learning and self-play on preference games (THEORY.md §4).
+    # Nash learning and self-play on preference games (docs/theory.md §4).
     "egpo": "prefjax.games.experiments:run_egpo",
     "nash_md_rate": "prefjax.games.experiments:run_nash_md_rate",
     "selfplay_cycles": "prefjax.games.experiments:run_selfplay_cycles",
     "online_dpo_vs_ipo": "prefjax.games.experiments:run_online_dpo_vs_ipo",
     "annotator_flip": "prefjax.games.experiments:run_annotator_flip",
-    # The density-estimation view (THEORY.md §6), arenas (§7) and curated loops (§8).
+    # The density-estimation view (docs/theory.md §6), arenas (§7) and curated loops (§8).
     "pbde_toy": "prefjax.density.experiments:run_pbde_toy",
     "pbde_misspecified": "prefjax.density.experiments:run_pbde_misspecified",
     "arena_ranking": "prefjax.ranking.experiments:run_arena_ranking",
     "curation_loop": "prefjax.curation:run_curation_loop",
-    # Every objective on a contextual preference bandit (THEORY.md §2, §3, §5).
+    # Every objective on a contextual preference bandit (docs/theory.md §2, §3, §5).
     "objective_benchmark": "prefjax.bandit.objective_benchmark:run_objective_benchmark",
     # Transformer language models.
     "lm_offline": "prefjax.lm.experiments:run_lm_offline",

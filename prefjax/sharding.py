@@ -2,10 +2,10 @@
 
 One code path for 1 CPU, 8 simulated CPU devices (`XLA_FLAGS=--xla_force_host_platform_device_count=8`),
 one GPU, or a TPU pod slice (call `initialize_distributed()` first on every host). Parameters and optimiser
-state are sharded through the model's logical axis names (`prefjax.lm.model.LOGICAL_AXIS_RULES`: "embed"
-over fsdp — ZeRO-3 style — and the wide matmul dimensions over tensor); batches are split along their
-leading (batch) dimension over data × fsdp. Results on 1 and 8 devices agree to float tolerance
-(tests/test_sharding.py).
+state are sharded through the model's logical axis names (`LOGICAL_AXIS_RULES`, defined here and re-exported
+as `prefjax.lm.model.LOGICAL_AXIS_RULES`: "embed" over fsdp — ZeRO-3 style — and the wide matmul dimensions
+over tensor); batches are split along their leading (batch) dimension over data × fsdp. Results on 1 and 8
+devices agree to float tolerance (tests/test_sharding.py).
 """
 
 import os
@@ -18,10 +18,25 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from prefjax.errors import PrefjaxError
-from prefjax.lm.model import LOGICAL_AXIS_RULES
 
 MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")
+
+# Logical parameter/activation axis names -> mesh axes. "embed" is sharded over fsdp (ZeRO-3 style
+# parameter sharding), the wide matmul dimensions over tensor; batch over data and fsdp together.
+# "kv_heads" goes to "tensor" as well: with GQA the tensor axis size must divide num_kv_heads.
+LOGICAL_AXIS_RULES = (
+    ("batch", ("data", "fsdp")),
+    ("length", None),
+    ("vocab", "tensor"),
+    ("embed", "fsdp"),
+    ("mlp", "tensor"),
+    ("heads", "tensor"),
+    ("kv_heads", "tensor"),
+    ("kv", None),
+    ("norm", None),
+    ("position", None),
+)
 
 # Environment variables that announce a multi-process job (Cloud TPU, SLURM, or JAX's own coordinator).
 _MULTIHOST_ENV = ("JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS", "TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from prefjax.envs import bandit
-from prefjax.envs import preferences
+from prefjax.games import preferences
 from prefjax.errors import PrefjaxError
 
 

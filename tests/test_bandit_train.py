@@ -78,7 +78,7 @@ def test_online_bandit_dpo_reaches_rlhf_optimum():
   softmax(r/β) (THEORY.md §1); mean over seeds of the final policy matches it to Monte-Carlo error."""
   rewards = np.array([0.5, 0.0, -0.5])
   env = bandit.PreferenceBandit(3)
-  from prefjax.envs import preferences  # pylint: disable=g-import-not-at-top
+  from prefjax.games import preferences  # pylint: disable=g-import-not-at-top
   params = env.make_params(preferences.bradley_terry(jnp.asarray(rewards)))
   config = train_lib.TrainConfig(objective="sigmoid", num_steps=4000, batch_size=64, record_every=4000,
                                  optimizer="sgd")

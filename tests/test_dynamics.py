@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from prefjax.envs import preferences
+from prefjax.games import preferences
 from prefjax.errors import PrefjaxError
 from prefjax.games import dynamics
 from prefjax.games import nash

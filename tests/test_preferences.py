@@ -1,4 +1,4 @@
-"""Tests for the preference-matrix constructors in prefjax.envs.preferences."""
+"""Tests for the preference-matrix constructors in prefjax.games.preferences."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from prefjax.envs import preferences
+from prefjax.games import preferences
 from prefjax.errors import PrefjaxError
 
 

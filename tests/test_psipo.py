@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from prefjax.envs import preferences
+from prefjax.games import preferences
 from prefjax.errors import PrefjaxError
 from prefjax.games import psipo
 

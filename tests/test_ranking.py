@@ -18,7 +18,7 @@ from scipy import optimize
 from scipy import stats
 
 from prefjax import ranking
-from prefjax.envs import preferences
+from prefjax.games import preferences
 from prefjax.errors import PrefjaxError
 
 # ----------------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from prefjax.envs import preferences
+from prefjax.games import preferences
 from prefjax.games import tabular
 
 

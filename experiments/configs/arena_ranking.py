@@ -4,7 +4,7 @@ Command (3.3 CPU-minutes, mostly compiling one program per vote count: 15 min wa
 `:quick` about 1 CPU-minute):
   python -m experiments.main --config=experiments/configs/arena_ranking.py --workdir=runs/arena_ranking
 
-Setting (THEORY.md §7; prefjax.ranking.simulate): 12 models with skills ~ N(0, 1); transitive arenas
+Setting (docs/theory.md §7; prefjax.ranking.simulate): 12 models with skills ~ N(0, 1); transitive arenas
 (c = 0) and arenas with an intransitive blade–chest component (c = 0.5); pairwise battles between uniform
 pairs; K-wise votes rank K = 4 uniformly drawn models (Plackett–Luce with set-averaged intransitive
 strengths). One K-wise ranking counts as one vote (K-Sort Arena's accounting; summary.json also charges

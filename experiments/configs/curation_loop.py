@@ -3,7 +3,7 @@ r"""Curated self-consuming loops (Ferbach et al. 2407.09499): exact map vs sampl
 Command (about 25 CPU-seconds, 1.5-3 min wall on a busy 2-core CPU; `:quick` about 10 CPU-seconds):
   python -m experiments.main --config=experiments/configs/curation_loop.py --workdir=runs/curation_loop
 
-Setting (THEORY.md §8): 41 grid points on [−4, 4], p_0 = discretised N(0, 1), reward r(x) = 0.25 x, so
+Setting (docs/theory.md §8): 41 grid points on [−4, 4], p_0 = discretised N(0, 1), reward r(x) = 0.25 x, so
 p_0 e^{t r} is N(t/4, 1) truncated to the grid. Each generation keeps one of K samples with probability
 ∝ e^r and refits a tabular model by maximum likelihood; a fraction λ of the refit data is real (from p_0).
 

@@ -1,4 +1,4 @@
-r"""EGPO's neural simulations (Zhou et al. arXiv:2503.08942; THEORY.md §4): MLP policies, N = 100 actions.
+r"""EGPO's neural simulations (Zhou et al. arXiv:2503.08942; docs/theory.md §4): MLP policies, N = 100 actions.
 
 Command (measured 6 min 53 s wall, 94 CPU-seconds, on the shared 2-core CPU at load average ~20, 2026-11-27,
 most of it the one XLA program of the ten runs; `:quick` takes seconds):

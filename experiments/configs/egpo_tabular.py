@@ -1,4 +1,4 @@
-r"""EGPO's tabular simulations (Zhou et al. arXiv:2503.08942; THEORY.md §4): duality gap vs updates.
+r"""EGPO's tabular simulations (Zhou et al. arXiv:2503.08942; docs/theory.md §4): duality gap vs updates.
 
 Command (11 min wall at load average ~20 on the shared 2-core CPU, 2.6 CPU-minutes, 2026-11-27, for the
 three settings in float64 — compiling and running the sampled runs dominate, the β = 0.001 setting's 10⁵

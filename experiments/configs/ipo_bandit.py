@@ -3,7 +3,7 @@ r"""The IPO paper's bandit experiment (Azar et al. 2310.12036, §5.4), DPO vs IP
 Command (8 s wall on the idle 2-core CPU, 2026-12-03; `:quick` takes seconds):
   python -m experiments.main --config=experiments/configs/ipo_bandit.py --workdir=runs/ipo_bandit
 
-Setting (THEORY.md §1): three actions a, b, c; tabular softmax policy with θ₀ = θ_ref = 0 (uniform π_ref, the
+Setting (docs/theory.md §1): three actions a, b, c; tabular softmax policy with θ₀ = θ_ref = 0 (uniform π_ref, the
 natural reading: the paper does not state it); Adam, lr 0.01, 18 000 steps; mini-batches of 9 pairs drawn
 uniformly with replacement; 10 seeds; τ ∈ {0.1, 0.5, 1} (the paper gives no grid). Datasets: D1 = {(a,b), (b,c),
 (a,c)} and the "(a, c) never observed" dataset. As printed the paper's second dataset is {(a,b), (b,a)}, a

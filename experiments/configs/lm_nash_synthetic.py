@@ -1,4 +1,4 @@
-r"""Online DPO vs online IPO vs EGPO on a non-transitive synthetic LM preference (issue 7).
+r"""Online DPO vs online IPO vs EGPO on a non-transitive synthetic LM preference.
 
 Command (`:quick` runs in the test suite; runtimes and results measured below):
   python -m experiments.main --config=experiments/configs/lm_nash_synthetic.py --workdir=runs/lm_nash_synthetic

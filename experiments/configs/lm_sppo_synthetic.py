@@ -1,4 +1,4 @@
-r"""SPPO iterations on a transitive (Bradley–Terry) synthetic LM task (issue 7).
+r"""SPPO iterations on a transitive (Bradley–Terry) synthetic LM task.
 
 Command (`:quick` runs in the test suite; runtimes and results measured below):
   python -m experiments.main --config=experiments/configs/lm_sppo_synthetic.py --workdir=runs/lm_sppo_synthetic

@@ -1,4 +1,4 @@
-r"""Annotator misspecification in the density-estimation view (Dumoulin et al. 2311.14115, THEORY.md §6).
+r"""Annotator misspecification in the density-estimation view (Dumoulin et al. 2311.14115, docs/theory.md §6).
 
 Command (about 3 minutes on a 2-core CPU; `:quick` under a minute):
   python -m experiments.main --config=experiments/configs/pbde_misspecified.py --workdir=runs/pbde_misspecified

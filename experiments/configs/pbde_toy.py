@@ -3,7 +3,7 @@ r"""The density-estimation paper's 1-D toy (Dumoulin et al. 2311.14115; notebook
 Command (minutes on a 2-core CPU, see below; `:paper` about 20 minutes; `:quick` about a minute):
   python -m experiments.main --config=experiments/configs/pbde_toy.py --workdir=runs/pbde_toy
 
-Setting (THEORY.md §6): energy MLP 4×64 tanh pretrained to TruncatedNormal(0, 5) on [−10, 10]; 2¹⁵ pairs
+Setting (docs/theory.md §6): energy MLP 4×64 tanh pretrained to TruncatedNormal(0, 5) on [−10, 10]; 2¹⁵ pairs
 a, b ∼ π_pre with Luce labels from p* = 0.4·TN(−2.5, 0.25) + 0.6·TN(2.5, 1.0); full-batch Adam with cosine
 decay from π_pre. Sweeps: DPO β ∈ {1, 4, 16}, geometric α ∈ {1, 1/4, 1/16}, IPO τ ∈ {0.1, 0.5, 1},
 SLiC δ ∈ {0, .25, .5, 1, 2} × λ ∈ {0, 1}.
@@ -70,7 +70,7 @@ def get_config(arg=None):
   c.fast_compile = False  # XLA optimisation level 0: compiles faster, runs slower (for :quick).
   c.figure = True  # figure.png: learned densities over the analytic curves.
   if arg.paper:
-    # The paper's setting (THEORY.md §6): grid 2¹⁶, 4 096 pretraining steps, 8 192 fine-tuning steps at
+    # The paper's setting (docs/theory.md §6): grid 2¹⁶, 4 096 pretraining steps, 8 192 fine-tuning steps at
     # Adam 1e-4 with cosine decay, 2¹⁵ pairs, full batch. The acceptance runs only (DPO β = 4, geometric
     # α = 1/4); add families/values on the command line. Without SLiC the MLP is evaluated at the pairs'
     # distinct points only (the normaliser is needed only for the recorded TVs).

@@ -3,7 +3,7 @@ r"""Self-play dynamics: multiplicative weights / SPPO last vs average iterate; s
 Command (about a minute on a 2-core CPU; `:quick` takes seconds):
   python -m experiments.main --config=experiments/configs/selfplay_cycles.py --workdir=runs/selfplay_cycles
 
-Setting (THEORY.md §4): exact multiplicative weights (exact SPPO, Wu et al. arXiv:2405.00675) on
+Setting (docs/theory.md §4): exact multiplicative weights (exact SPPO, Wu et al. arXiv:2405.00675) on
 rock–paper–scissors and on an EGPO random game from a non-equilibrium start; tabular SPPO with K = 6 sampled
 responses (official best/worst soft win rates vs `sppo_hard`); SPIN, α-SPIN and their fictitious-play
 history versions (Alami et al. arXiv:2404.04291) fitting a data distribution; smooth fictitious play.

@@ -26,7 +26,7 @@ With a linear reward the linear class contains the KL-regularised optimum
 Exact evaluation over the finite context set (`evaluate`): expected oracle reward, KL(π ‖ π_ref), win rate
 against π_ref under P, total-variation distance to π*_β, and an FSD metric (the measure of quantile levels
 t where the policy's oracle-reward quantile is below π_ref's: 0 means the policy's reward distribution
-first-order stochastically dominates the reference's; THEORY.md §5). All averages are over x ∼ ρ.
+first-order stochastically dominates the reference's; docs/theory.md §5). All averages are over x ∼ ρ.
 """
 
 import functools

@@ -1,6 +1,6 @@
 """Every registered preference objective trained on the same contextual-bandit data, with exact metrics.
 
-`run_objective_benchmark(config, workdir)` (experiment `objective_benchmark`, issue 5 item 4) draws one
+`run_objective_benchmark(config, workdir)` (experiment `objective_benchmark`) draws one
 contextual preference bandit (`prefjax.bandit.contextual`), and for every objective of every family trains a
 feature policy (linear or MLP, logits offset by log π_ref) with Adam on mini-batches of prompts from an
 offline dataset sampled from π_ref. Every objective sees the same datasets (the dataset of seed s is drawn
@@ -8,30 +8,29 @@ from seed s's key, whatever the objective) and is evaluated exactly: oracle rewa
 against π_ref, TV distance to π*_β ∝ π_ref e^{r̄/β}, and the FSD violation of the policy's reward distribution
 against π_ref's.
 
-The families and the data format each trains on are the adapter registry `FAMILIES`:
+Objectives come from the objective index (`prefjax.objectives.spec`) by name, and reach the benchmark
+through one adapter per data contract (`ADAPTERS`), not per family:
 
-| family | data | objectives |
+| contract | what the adapter builds from the bandit's data | objectives (today) |
 |---|---|---|
-| pairwise | the pair (y_1, y_2) with its BT label | `prefjax.objectives.pairwise` (DPO, IPO, rDPO, AOT, ...) |
-| listwise | all K responses with their PL ranking (rank-labelled objectives) or graded labels K−1−rank (or the scalar scores, `config.listwise_labels = "scores"`) for reward-labelled ones | `prefjax.objectives.listwise` |
-| distributional | pairs, batch-coupled: AOT with the non-logistic convex costs of `prefjax.objectives.ot` (the logistic ones are the pairwise `aot`, `aot_unpaired`) | `aot_paired_<cost>`, `aot_unpaired_<cost>` |
-| single | single responses: (x, y_1, score_1) for DRO (a value function V(x) = w·[c_x, 1] is trained with the policy); binary feedback for BCO (the labelled pair's y_w is a thumbs-up, y_l a thumbs-down) | `dro` (DRO-V), `bco` (`prefjax.objectives.single`) |
-| margins | the labelled pair (with the quality margin m = score_w − score_l for MMPO) | `mmpo` (soft target σ(γ m)), `beta_dpo` (batch-adaptive β with filtering), `gamma_po` (dynamic target margins) (`prefjax.objectives.margins`) |
+| pair | the pair (y_1, y_2) with its BT label | pairwise (DPO, IPO, rDPO, AOT, ...), distributional (`aot_paired_<cost>`, `aot_unpaired_<cost>`), margins (`beta_dpo`, `gamma_po`) |
+| scored_pair | the labelled pair with both responses' scores | `mmpo` (soft target σ(γ (score_w − score_l))) |
+| ranking | all K responses with their PL ranking (rank-labelled objectives) or graded labels K−1−rank (or the scalar scores, `config.listwise_labels = "scores"`) for reward-labelled ones | listwise (InfoNCA, NCA, PL, PRO, LiPO-λ, MPO) |
+| single | each labelled pair as two single responses, y_w a thumbs-up and y_l a thumbs-down, each with its score; DRO's value V(x) = w·[c_x, 1] is trained with the policy | `dro` (DRO-V), `bco` |
 | cross_prompt | each prompt's labelled pair and one pair across prompts (`jpo_pairs`) | `jpo` |
-| unlikelihood | the labelled pair and the policy's whole distribution (a response is one token) | `cringe` (pairwise Cringe) |
+| token | the labelled pair and the policy's whole distribution (a response is one token) | `cringe` (pairwise Cringe) |
 
-Stateful and keyed objectives carry their state through the training scan (β-DPO's running margin
-statistics, BCO's running reward shift δ) and get a fresh PRNG key per step (β-DPO's filter, Cringe's top-k
-sampling); γ-PO's margins come from each batch's reward gaps (the official history queue is not used).
-Hyper-parameters not swept by the config are the adapters' defaults (`BETA_DPO_DEFAULTS`,
-`GAMMA_PO_DEFAULTS`, `CRINGE_DEFAULTS`, MMPO's γ = 1), overridable per objective in
-`config.objective_settings`.
+A family (summary.json's "family", the figure's colour) is the objective's declared family. Stateful and
+keyed objectives carry their state through the training scan (β-DPO's running margin statistics, BCO's
+running reward shift δ, JPO's annotator key) and get a fresh PRNG key per step (β-DPO's filter, Cringe's
+top-k sampling); γ-PO's margins come from each batch's reward gaps (the official history queue is not used).
+Options not swept by the config are the declarations' defaults (`BETA_DPO_DEFAULTS`, `GAMMA_PO_DEFAULTS`,
+`CRINGE_DEFAULTS`, MMPO's γ = 1), overridable per objective in `config.objective_settings`.
 
-A family appears when its module exists (objective families land one at a time). Each objective is run on
-one grid of "settings" (label-noise rate ε, number of prompts used) that holds the main run, the label-noise
-sweep and the ranked-data (prompt-count) sweep; the datasets have `num_prompts` prompts and a setting with
-fewer prompts trains on the first ones. Settings × seeds are vmapped and all objectives are one XLA program
-(one compilation), as in `prefjax.bandit.train.make_sweep`.
+Each objective is run on one grid of "settings" (label-noise rate ε, number of prompts used) that holds the
+main run, the label-noise sweep and the ranked-data (prompt-count) sweep; the datasets have `num_prompts`
+prompts and a setting with fewer prompts trains on the first ones. Settings × seeds are vmapped and all
+objectives are one XLA program (one compilation), as in `prefjax.bandit.train.make_sweep`.
 
 Workdir:
 - config.json; metrics.jsonl — one line per (objective, setting, recorded step), seed means of the metrics;
@@ -53,7 +52,6 @@ Workdir:
 """
 
 import dataclasses
-import importlib
 import time
 from typing import Callable, NamedTuple
 
@@ -64,26 +62,30 @@ import numpy as np
 from prefjax import config_checks as cc
 from prefjax import intervals
 from prefjax import jit_utils
-from prefjax import objectives
 from prefjax import preemption
 from prefjax import workdir as workdir_lib
 from prefjax.bandit import contextual
 from prefjax.bandit import train as train_lib
 from prefjax.errors import PrefjaxError
+from prefjax.objectives import spec
+from prefjax.objectives.margins import BETA_DPO_DEFAULTS  # noqa: F401  (the defaults now live with the objective)
+from prefjax.objectives.margins import GAMMA_PO_DEFAULTS  # noqa: F401
 from prefjax.objectives.pairwise import PAIRWISE_REGISTRY
 from prefjax.objectives.registry import Registry
+from prefjax.objectives.single import CRINGE_DEFAULTS  # noqa: F401
 
 METRICS = ("loss",) + contextual.Evaluation._fields
 MAIN, NOISE, PROMPTS = "main", "label_noise", "ranked_data"
 
 
 # ----------------------------------------------------------------------------------------------------
-# Adapters: objective family → data format and loss over a batch.
+# Adapters: one per data contract (`prefjax.objectives.spec.CONTRACTS`), from the bandit's data to the
+# contract's batch. Objectives come from the objective index by name; no family has its own adapter.
 # ----------------------------------------------------------------------------------------------------
 
 
 class Batch(NamedTuple):
-  """What an adapter's loss sees for B prompts (the policy's and reference's log-probs and the labels).
+  """What an adapter sees for B prompts (the policy's and reference's log-probs and the labels).
 
   Attributes:
     logp: `[B, K]` log π(y_k | x).
@@ -107,26 +109,6 @@ class BenchHParams(NamedTuple):
   num_prompts: jax.Array  # int32: train on the first num_prompts prompts of the dataset.
 
 
-@dataclasses.dataclass(frozen=True)
-class Family:
-  """An objective family: the data format it trains on, its objective names and a loss builder.
-
-  Attributes:
-    data_format: "pairs", "rankings" or "scores" (documentation and summary).
-    names: `() -> list[str]` canonical objective names (no aliases).
-    make_loss: `(name, options) -> loss(Batch, BenchHParams) -> scalar`; may raise `PrefjaxError`. A loss
-      with an attribute `init_state(key) -> state` is stateful or keyed instead: the trainer calls
-      `loss(batch, hp, state, key) -> (scalar, new_state)` with a fresh PRNG key per step and carries the
-      state (β-DPO's running statistics, BCO's reward shift, JPO's annotator key); `needs_value` (DRO) and
-      `needs_log_probs` (Cringe: `Batch.log_probs`) ask for more of the policy.
-    uses_label_smoothing: `(name) -> bool`, whether the objective reads ε.
-  """
-  data_format: str
-  names: Callable
-  make_loss: Callable
-  uses_label_smoothing: Callable = lambda name: False
-
-
 def _pair(batch):
   """(chosen, rejected) log-probs of policy and reference from columns 0/1 and the pair label."""
   c = batch.data.chosen[:, None]
@@ -134,229 +116,32 @@ def _pair(batch):
   return pick(batch.logp, c), pick(batch.logp, 1 - c), pick(batch.ref_logp, c), pick(batch.ref_logp, 1 - c)
 
 
-def _pairwise_names():
-  return [n for n in PAIRWISE_REGISTRY.names() if PAIRWISE_REGISTRY.canonical(n) == n]
-
-
-def _pairwise_uses_eps(name):
-  return PAIRWISE_REGISTRY.get(name).label_smoothing is not None
-
-
-def _pairwise_loss(name, options):
-  uses_eps = _pairwise_uses_eps(name)
-  options = dict(options)
-
-  def loss(batch, hp):
-    pw, pl, rw, rl = _pair(batch)
-    ones = jnp.ones_like(pw)
-    eps = hp.label_smoothing if uses_eps else 0.0
-    return objectives.pairwise_loss(name, pw, pl, rw, rl, beta=hp.beta, label_smoothing=eps,
-                                    chosen_lengths=ones, rejected_lengths=ones, **options).mean()
-
-  one = jnp.ones((2,), jnp.float32)  # Fail early on unknown names and bad static options (no compilation).
-  jax.eval_shape(lambda x: objectives.pairwise_loss(name, x, x, x, x, beta=1.0, chosen_lengths=x,
-                                                    rejected_lengths=x, **options), one)
-  return loss
-
-
-def _listwise_module():
-  try:
-    return importlib.import_module("prefjax.objectives.listwise")
-  except ImportError:
-    return None
-
-
-def _listwise_names():
-  mod = _listwise_module()
-  reg = mod.LISTWISE_REGISTRY
-  return [n for n in reg.names() if reg.canonical(n) == n]
-
-
-def _listwise_loss(name, options):
-  mod = _listwise_module()
-  options = dict(options)
-  labels_from = options.pop("labels", "ranks")
-  if labels_from not in ("ranks", "scores"):
-    raise PrefjaxError(f"listwise labels must be 'ranks' or 'scores', got {labels_from!r}")
-  entry = mod.LISTWISE_REGISTRY.get(name)
-
-  def loss(batch, hp):
-    k = batch.logp.shape[1]
-    if entry.labels == "ranks":
-      labels = {"ranks": batch.data.ranks}
-    elif labels_from == "ranks":  # Graded labels ψ = K − 1 − rank (higher is better).
-      labels = {"rewards": (k - 1 - batch.data.ranks).astype(batch.logp.dtype)}
-    else:
-      labels = {"rewards": batch.data.scores}
-    return mod.listwise_loss(name, batch.logp, batch.ref_logp, beta=hp.beta, **labels, **options).mean()
-
-  z = jnp.zeros((1, 3), jnp.float32)  # Fail early on unknown options (no compilation).
-  jax.eval_shape(lambda x: mod.listwise_loss(name, x, x, beta=1.0, rewards=x, ranks=jnp.asarray([[0, 1, 2]]),
-                                             **options), z)
-  return loss
-
-
-def _ot_module():
-  try:
-    return importlib.import_module("prefjax.objectives.ot")
-  except ImportError:
-    return None
-
-
-_OT_PREFIXES = {"aot_paired_": "aot_paired_loss", "aot_unpaired_": "aot_unpaired_loss"}
-
-
-def _ot_names():
-  reg = _ot_module().OT_COSTS
-  costs = [c for c in reg.names() if reg.canonical(c) == c and c != "logistic"]
-  return [prefix + c for prefix in _OT_PREFIXES for c in costs]
-
-
-def _ot_loss(name, options):
-  mod = _ot_module()
-  for prefix, fn_name in _OT_PREFIXES.items():
-    if name.startswith(prefix):
-      cost = name[len(prefix):]
-      mod.OT_COSTS.get(cost)
-      fn = getattr(mod, fn_name)
-      break
-  else:
-    raise PrefjaxError(f"unknown distributional objective {name!r}; known: {_ot_names()}")
-  options = dict(options)
-
-  def loss(batch, hp):
-    pw, pl, rw, rl = _pair(batch)
-    return fn(pw, pl, rw, rl, beta=hp.beta, cost=cost, **options).mean()
-
-  return loss
-
-
-def _module(name):
-  try:
-    return importlib.import_module(name)
-  except ImportError:
-    return None
-
-
-def _options(name, options, defaults):
-  """`defaults` updated with `options`; unknown option names are a `PrefjaxError`."""
-  options = dict(options)
-  unknown = sorted(set(options) - set(defaults))
-  if unknown:
-    raise PrefjaxError(f"{name!r} does not take option(s) {unknown}; it takes {sorted(defaults) or 'none'}")
-  return {**defaults, **options}
-
-
-def _dro_loss(mod, options):
-  """DRO-V on single responses (x, y_1, score_1); V(x) = w·[c_x, 1] is trained with the policy."""
-  _options("dro", options, {})
-
-  def loss(batch, hp):
-    out = mod.dro_losses(batch.logp[:, 0], batch.ref_logp[:, 0], batch.values, batch.data.scores[:, 0],
-                         tau=hp.beta)
-    return (out.policy + out.value).mean()
-
-  loss.needs_value = True
-  return loss
-
-
-def _bco_loss(mod, options):
-  """BCO on binary feedback: each labelled pair gives a thumbs-up (y_w) and a thumbs-down (y_l) example.
-
-  The running reward shift δ (`BCOState`) is carried through training as the loss state.
-  """
-  _options("bco", options, {})
-
-  def loss(batch, hp, state, key):
-    del key
-    pw, pl, rw, rl = _pair(batch)
-    desirable = jnp.concatenate([jnp.ones_like(pw, bool), jnp.zeros_like(pl, bool)])
-    losses, state = mod.bco_loss(jnp.concatenate([pw, pl]), jnp.concatenate([rw, rl]), desirable, state,
-                                 beta=hp.beta)
-    return losses.mean(), state
-
-  loss.init_state = lambda key: mod.bco_init(jnp.float32)
-  return loss
-
-
-_SINGLE = {"dro": _dro_loss, "bco": _bco_loss}
-
-
-def _single_loss(name, options):
-  """Single-response objectives: DRO (scores) and BCO (binary feedback), `prefjax.objectives.single`."""
-  if name not in _SINGLE:
-    raise PrefjaxError(f"unknown single-response objective {name!r}; known: {sorted(_SINGLE)}")
-  return _SINGLE[name](_module("prefjax.objectives.single"), options)
-
-
-def _quality_margin(batch):
+def _pair_batch(batch):
+  pw, pl, rw, rl = _pair(batch)
+  ones = jnp.ones_like(pw)
   c = batch.data.chosen[:, None]
   s = batch.data.scores[:, :2]
-  return jnp.take_along_axis(s, c, 1)[:, 0] - jnp.take_along_axis(s, 1 - c, 1)[:, 0]
+  return spec.PairBatch(pw, pl, rw, rl, ones, ones, jnp.take_along_axis(s, c, 1)[:, 0],
+                        jnp.take_along_axis(s, 1 - c, 1)[:, 0])
 
 
-def _mmpo_loss(mod, options):
-  """MMPO on the labelled pair with quality margin m = score_w − score_l (soft target σ(γ m))."""
-  gamma = float(_options("mmpo", options, {"gamma": 1.0})["gamma"])
-
-  def loss(batch, hp):
-    pw, pl, rw, rl = _pair(batch)
-    return mod.mmpo_loss(pw, pl, rw, rl, _quality_margin(batch), beta=hp.beta, gamma=gamma).mean()
-
-  return loss
+def _ranking_batch(batch, labels):
+  k = batch.logp.shape[1]
+  ranks = batch.data.ranks
+  # Graded labels ψ = K − 1 − rank (higher is better) from the ranking, or the scalar scores.
+  rewards = (k - 1 - ranks).astype(batch.logp.dtype) if labels == "ranks" else batch.data.scores
+  return spec.RankingBatch(batch.logp, batch.ref_logp, rewards=rewards, ranks=ranks)
 
 
-# β-DPO: the official README's example (filtering ratio 0.2, a = 0.6) and the official EMA momentum 0.9.
-BETA_DPO_DEFAULTS = {"alpha": 0.6, "filter_fraction": 0.2, "momentum": 0.9}
-
-
-def _beta_dpo_loss(mod, options):
-  """β-DPO on the labelled pair; its running margin statistics are the loss state, its filter uses the key."""
-  opts = _options("beta_dpo", options, BETA_DPO_DEFAULTS)
-  alpha, fraction, momentum = float(opts["alpha"]), float(opts["filter_fraction"]), float(opts["momentum"])
-
-  def loss(batch, hp, state, key):
-    pw, pl, rw, rl = _pair(batch)
-    out = mod.beta_dpo_loss(pw, pl, rw, rl, state, key, beta=hp.beta, alpha=alpha, filter_fraction=fraction,
-                            momentum=momentum)
-    return out.losses.mean(), out.state
-
-  loss.init_state = lambda key: mod.beta_dpo_init(jnp.float32)
-  return loss
-
-
-# γ-PO: γ₀ = 4 and τ = 10 in reward units, as in the official Llama-3-8B training config (gm = 0.4 times SimPO's
-# β = 10, τ = 10; the official configs span γ₀ ∈ [0.375, 5], τ ∈ [3, 20]), and 20 mirror-descent iterations as
-# in the official code. The official γ₀ is gamma_beta_ratio · β with SimPO's β (2.5–10 on length-averaged
-# log-probs); a ratio applied to this benchmark's DPO β = 0.5 would make γ₀ = 0.2 ≪ τ and the margins
-# negligible (γ-PO = DPO to three decimals in a first run), so γ₀ is set in reward units instead.
-GAMMA_PO_DEFAULTS = {"gamma0": 4.0, "tau": 10.0, "num_steps": 20}
-
-
-def _gamma_po_loss(mod, options):
-  """γ-PO (DPO form, the official `gm-dpo`) on the labelled pair; margins from the batch's reward gaps.
-
-  The official trainer also draws up to 256 − B earlier reward gaps from a FIFO queue of the last 2048 as
-  `history`; here the inner problem sees the current batch only (N = B).
-  """
-  opts = _options("gamma_po", options, GAMMA_PO_DEFAULTS)
-  gamma0, tau, num_steps = float(opts["gamma0"]), float(opts["tau"]), int(opts["num_steps"])
-
-  def loss(batch, hp):
-    pw, pl, rw, rl = _pair(batch)
-    return mod.gamma_po_loss(pw, pl, rw, rl, beta=hp.beta, gamma0=gamma0, tau=tau, num_steps=num_steps).mean()
-
-  return loss
-
-
-_MARGINS = {"mmpo": _mmpo_loss, "beta_dpo": _beta_dpo_loss, "gamma_po": _gamma_po_loss}
-
-
-def _margin_loss(name, options):
-  """Soft and adaptive margins (`prefjax.objectives.margins`): MMPO, β-DPO, γ-PO."""
-  if name not in _MARGINS:
-    raise PrefjaxError(f"unknown margin objective {name!r}; known: {sorted(_MARGINS)}")
-  return _MARGINS[name](_module("prefjax.objectives.margins"), options)
+def _single_batch(batch):
+  """Each labelled pair as two single responses: y_w a thumbs-up, y_l a thumbs-down, each with its score."""
+  p = _pair_batch(batch)
+  both = lambda a, b: jnp.concatenate([a, b])
+  desirable = both(jnp.ones_like(p.policy_chosen_logps, bool), jnp.zeros_like(p.policy_rejected_logps, bool))
+  values = None if batch.values is None else both(batch.values, batch.values)
+  return spec.SingleBatch(both(p.policy_chosen_logps, p.policy_rejected_logps),
+                          both(p.ref_chosen_logps, p.ref_rejected_logps), desirable=desirable,
+                          rewards=both(p.chosen_scores, p.rejected_scores), values=values)
 
 
 def jpo_pairs(batch, label_key):
@@ -384,79 +169,112 @@ def jpo_pairs(batch, label_key):
           pick(partner(ref), ref))
 
 
-def _jpo_loss(name, options):
-  """JPO on each prompt's conditional pair and one cross-prompt pair (`jpo_pairs`), the mean of the two."""
-  if name != "jpo":
-    raise PrefjaxError(f"unknown cross-prompt objective {name!r}; known: ['jpo']")
-  _options("jpo", options, {})
-  mod = _module("prefjax.objectives.single")
+def _cross_prompt_batch(batch, label_key):
+  pw, rw, pl, rl = jpo_pairs(batch, label_key)
+  return spec.CrossPromptBatch(_pair_batch(batch), spec.PairBatch(pw, pl, rw, rl))
+
+
+def _token_batch(batch):
+  c = batch.data.chosen[:, None]
+  rejected = jnp.take_along_axis(batch.data.responses[:, :2], 1 - c, axis=1)  # [B, 1]: the "token" y_l
+  return spec.TokenPairBatch(_pair_batch(batch), batch.log_probs[:, None, :], rejected,
+                             jnp.ones(rejected.shape, batch.logp.dtype))
+
+
+@dataclasses.dataclass(frozen=True)
+class Adapter:
+  """How the benchmark feeds one data contract.
+
+  Attributes:
+    data_format: the data in words (summary.json's "data").
+    make_batch: `(Batch, adapter_state, **options) -> the contract's batch`.
+    options: `((name, default), ...)` the adapter's own options (data choices, not the objective's).
+    init_state: `(key) -> adapter_state` (JPO's annotator key), default none.
+    needs_log_probs: whether `Batch.log_probs` (the policy's whole distribution) is needed.
+  """
+  data_format: str
+  make_batch: Callable
+  options: tuple = ()
+  init_state: Callable = lambda key: ()
+  needs_log_probs: bool = False
+
+
+ADAPTERS = {
+    "pair": Adapter("pairs", lambda b, st: _pair_batch(b)),
+    "scored_pair": Adapter("pairs with both responses' scores", lambda b, st: _pair_batch(b)),
+    "ranking": Adapter("rankings", lambda b, st, labels: _ranking_batch(b, labels), (("labels", "ranks"),)),
+    "single": Adapter("single responses (each pair's y_w thumbs-up, y_l thumbs-down, with scores)",
+                      lambda b, st: _single_batch(b)),
+    "cross_prompt": Adapter("pairs within and across prompts", _cross_prompt_batch,
+                            init_state=lambda key: key),  # The joint annotator's noise key, fixed per run.
+    "token": Adapter("pairs, token level", lambda b, st: _token_batch(b), needs_log_probs=True),
+}
+
+
+def make_loss(name, options=()):
+  """The benchmark's loss for objective `name`: `loss(Batch, BenchHParams, state, key) -> (scalar, state)`.
+
+  `options` mix the objective's options (its declaration's `options`) and the contract adapter's (the
+  ranking adapter's `labels`: "ranks" or "scores"); anything else is a `PrefjaxError`. The loss has
+  `init_state(key)`, and `needs_value` / `needs_log_probs` when the trainer must provide V(x) or the policy's
+  whole distribution.
+  """
+  objective = spec.check_contract(name, tuple(ADAPTERS), "the bandit objective benchmark")
+  adapter = ADAPTERS[objective.contract]
+  options = dict(options)
+  adapter_options = {k: options.pop(k, default) for k, default in adapter.options}
+  if "labels" in adapter_options and adapter_options["labels"] not in ("ranks", "scores"):
+    raise PrefjaxError(f"listwise labels must be 'ranks' or 'scores', got {adapter_options['labels']!r}")
+  built = objective.loss(**options)
 
   def loss(batch, hp, state, key):
-    del key
-    pw, pl, rw, rl = _pair(batch)
-    conditional = mod.jpo_loss(pw, rw, pl, rl, beta=hp.beta)
-    joint = mod.jpo_loss(*jpo_pairs(batch, state), beta=hp.beta)
-    return 0.5 * (conditional.mean() + joint.mean()), state
+    adapter_state, loss_state = state
+    losses, loss_state = built.fn(adapter.make_batch(batch, adapter_state, **adapter_options),
+                                  spec.HParams(hp.beta, hp.label_smoothing), loss_state, key)
+    return losses.mean(), (adapter_state, loss_state)
 
-  loss.init_state = lambda key: key  # The joint annotator's noise key, constant over the run.
+  loss.init_state = lambda key: (adapter.init_state(key), built.init_state(key))
+  loss.needs_value = built.needs_value
+  loss.needs_log_probs = adapter.needs_log_probs
   return loss
 
 
-# Pairwise Cringe in the bandit (one "token" = the response): the sequence-level gate's margin b and
-# temperature T are set for this bandit's log-probability scale (the paper tunes them for LM sequences);
-# top-k = 5 candidate positives as in the Cringe loss's experiments.
-CRINGE_DEFAULTS = {"alpha": 1.0, "margin": 2.0, "temperature": 1.0, "top_k": 5}
+@dataclasses.dataclass(frozen=True)
+class Family:
+  """A family's view for the benchmark: its objectives that a contract adapter feeds (from the index)."""
+  name: str
 
+  def names(self):
+    """Canonical names of the family's objectives the benchmark can train (sorted)."""
+    return sorted(n for n in spec.list_objectives(self.name) if spec.get(n).contract in ADAPTERS)
 
-def _cringe_loss(name, options):
-  """Pairwise Cringe on the labelled pair: NLL(y_w) + α g Cringe(y_l), with the policy's full distribution."""
-  if name != "cringe":
-    raise PrefjaxError(f"unknown unlikelihood objective {name!r}; known: ['cringe']")
-  opts = _options("cringe", options, CRINGE_DEFAULTS)
-  mod = _module("prefjax.objectives.single")
+  def make_loss(self, name, options=()):
+    objective = spec.get(name if ":" in name else f"{self.name}:{name}")
+    return make_loss(objective.qualified_name, options)
 
-  def loss(batch, hp, state, key):
-    del hp
-    pw, pl, _, _ = _pair(batch)
-    c = batch.data.chosen[:, None]
-    rejected = jnp.take_along_axis(batch.data.responses[:, :2], 1 - c, axis=1)  # [B, 1] the "token" y_l
-    ones = jnp.ones(rejected.shape, batch.logp.dtype)
-    top_k = min(int(opts["top_k"]), batch.log_probs.shape[-1] - 1)
-    cringe = mod.cringe_token_losses(batch.log_probs[:, None, :], rejected, ones, key, top_k=top_k)
-    losses = mod.pairwise_cringe_loss(pw, pl, ones[:, 0], cringe, alpha=float(opts["alpha"]),
-                                      margin=float(opts["margin"]), temperature=float(opts["temperature"]))
-    return losses.mean(), state
+  def uses_label_smoothing(self, name):
+    return spec.get(f"{self.name}:{name}").uses_label_smoothing
 
-  loss.init_state = lambda key: ()
-  loss.needs_log_probs = True
-  return loss
+  @property
+  def data_format(self):
+    contracts = sorted({spec.get(f"{self.name}:{n}").contract for n in self.names()})
+    return "; ".join(ADAPTERS[c].data_format for c in contracts)
 
 
 FAMILIES: Registry[Family] = Registry("objective family")
-FAMILIES.register("pairwise", Family("pairs", _pairwise_names, _pairwise_loss, _pairwise_uses_eps))
-FAMILIES.register("listwise", Family("rankings", _listwise_names, _listwise_loss))
-FAMILIES.register("distributional", Family("pairs", _ot_names, _ot_loss))
-FAMILIES.register("single", Family("single responses (scores / binary feedback)", lambda: list(_SINGLE),
-                                   _single_loss))
-FAMILIES.register("margins", Family("pairs (with score margins for MMPO)", lambda: list(_MARGINS), _margin_loss))
-FAMILIES.register("cross_prompt", Family("pairs within and across prompts", lambda: ["jpo"], _jpo_loss))
-FAMILIES.register("unlikelihood", Family("pairs, token level", lambda: ["cringe"], _cringe_loss))
-_FAMILY_AVAILABLE = {"pairwise": lambda: True,
-                     "single": lambda: hasattr(_module("prefjax.objectives.single"), "bco_loss"),
-                     "margins": lambda: hasattr(_module("prefjax.objectives.margins"), "gamma_po_loss"),
-                     "cross_prompt": lambda: hasattr(_module("prefjax.objectives.single"), "jpo_loss"),
-                     "unlikelihood": lambda: hasattr(_module("prefjax.objectives.single"), "pairwise_cringe_loss"),
-                     "listwise": lambda: _listwise_module() is not None,
-                     "distributional": lambda: _ot_module() is not None}
+for _family in spec.FAMILY_ORDER:
+  if any(o.contract in ADAPTERS for o in spec.objectives(_family)):
+    FAMILIES.register(_family, Family(_family))
+del _family
 
 
 def available_families():
-  """Names of the families whose objective module exists, in registry order."""
-  return [f for f in FAMILIES.names() if _FAMILY_AVAILABLE.get(f, lambda: True)()]
+  """Names of the families the benchmark trains (those with an objective of a fed contract), sorted."""
+  return FAMILIES.names()
 
 
 def list_benchmark_objectives():
-  """{objective name: family name} for every objective of every available family."""
+  """{objective name: family name} for every objective of every benchmark family."""
   out = {}
   for family in available_families():
     for name in FAMILIES.get(family).names():
@@ -465,22 +283,18 @@ def list_benchmark_objectives():
 
 
 def resolve_objective(name):
-  """The family of objective `name`; `family:name` forces a family. Unknown → `PrefjaxError`."""
+  """The family of objective `name` (an alias is kept as given); `family:name` forces a family.
+
+  Unknown names, and objectives whose contract the benchmark does not feed, are a `PrefjaxError`.
+  """
   if ":" in name:
-    family, _, name = name.partition(":")
+    family, _, bare = name.partition(":")
     FAMILIES.get(family)
-    if family not in available_families() or name not in FAMILIES.get(family).names():
-      raise PrefjaxError(f"unknown {family} objective {name!r}")
-    return family, name
-  known = list_benchmark_objectives()
-  if name not in known:
-    for family in available_families():  # Aliases (dpo, pl, ...) of a family's registry.
-      if family == "pairwise" and name in PAIRWISE_REGISTRY:
-        return family, name
-      if family == "listwise" and name in _listwise_module().LISTWISE_REGISTRY:
-        return family, name
-    raise PrefjaxError(f"unknown objective {name!r}; known: {sorted(known)}")
-  return known[name], name
+    objective = spec.get(name)
+    spec.check_contract(name, tuple(ADAPTERS), "the bandit objective benchmark")
+    return objective.family, bare
+  objective = spec.check_contract(name, tuple(ADAPTERS), "the bandit objective benchmark")
+  return objective.family, name
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -506,7 +320,8 @@ def make_train(loss_fn, config):
   """Returns `train(key, hparams, params) -> metrics`: sample data, train, evaluate exactly.
 
   Args:
-    loss_fn: `loss(Batch, BenchHParams) -> scalar` from a family's `make_loss`.
+    loss_fn: `loss(Batch, BenchHParams) -> scalar`, or (with an `init_state(key)` attribute) the stateful
+      protocol of `make_loss`: `loss(Batch, BenchHParams, state, key) -> (scalar, state)`.
     config: `BenchConfig`.
 
   Returns:
@@ -524,7 +339,7 @@ def make_train(loss_fn, config):
   num_records = config.num_steps // config.record_every
   needs_value = getattr(loss_fn, "needs_value", False)
   needs_log_probs = getattr(loss_fn, "needs_log_probs", False)
-  init_state = getattr(loss_fn, "init_state", None)  # Stateful / keyed losses (see `Family.make_loss`).
+  init_state = getattr(loss_fn, "init_state", None)  # Stateful / keyed losses (see `make_loss`).
 
   def train(key, hp, params):
     k_data, k_init, k_steps, k_loss = jax.random.split(key, 4)  # The first three as split(key, 3).
@@ -1043,9 +858,8 @@ def _noise_verdict_line(summary, v):
           f"vs {v['baseline']} ({_fmt(v['baseline_reward'])}); {how}: {said}.")
 
 
-FAMILY_COLORS = {"pairwise": "tab:blue", "listwise": "tab:orange", "distributional": "tab:green",
-                 "single": "tab:red", "margins": "tab:purple", "cross_prompt": "tab:brown",
-                 "unlikelihood": "tab:pink"}
+# Colours by family, from the objective index's family declarations.
+FAMILY_COLORS = {name: family.color for name, family in spec.FAMILIES.items()}
 
 
 def _sweep_lines(ax, shown, sweep, x_key):

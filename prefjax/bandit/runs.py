@@ -31,9 +31,10 @@ from prefjax import objectives as objectives_lib
 from prefjax import preemption
 from prefjax import workdir as workdir_lib
 from prefjax.envs import bandit as bandit_lib
-from prefjax.envs import preferences
 from prefjax.errors import PrefjaxError
+from prefjax.games import preferences
 from prefjax.games import psipo
+from prefjax.objectives import spec
 from prefjax.objectives.pairwise import PAIRWISE_REGISTRY
 
 # A policy whose largest probability exceeds this is reported as collapsed (deterministic).
@@ -71,8 +72,6 @@ def _optima(config, beta, pairs, P, behaviour):
   }
 
 
-# The closed form each objective's population optimum is known to equal (others: none known).
-OWN_OPTIMUM = {"ipo": "ipo", "sigmoid": "rlhf", "dpo": "rlhf"}
 
 
 def _objective_settings(config, label):
@@ -260,7 +259,8 @@ def _summarise(source, label, objective, beta, policy, final_kl, optima, label_s
     target = optima[kind]
     entry[f"tv_to_{kind}_optimum"] = (None if target is None
                                       else float(0.5 * np.abs(mean - np.asarray(target)).sum()))
-  own = OWN_OPTIMUM.get(objective) if label_smoothing == 0 and not kwargs else None
+  # The closed form the objective's population optimum is declared to equal (none with extra switches).
+  own = spec.optimum_kind(objective, label_smoothing) if not kwargs else None
   entry["optimum"] = optima[own] if own else None
   entry["max_abs_error_to_optimum"] = (
       None if entry["optimum"] is None else float(np.abs(mean - np.asarray(entry["optimum"])).max()))

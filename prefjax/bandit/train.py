@@ -5,7 +5,7 @@ a tabular softmax policy (logits `[X, N]`, one row per context) trained on pairs
 registered pairwise objective (`prefjax.objectives.pairwise_loss`) and an optax gradient transformation.
 Swept scalars (β, learning rate, label smoothing) are array arguments in `HParams`, so sweeps vmap without
 recompiling; shapes, step counts and the objective's name are static (`TrainConfig`). Metrics are recorded
-every `record_every` steps inside the scan so memory stays bounded (DESIGN.md §3; purejaxrl's `make_train`).
+every `record_every` steps inside the scan so memory stays bounded (docs/design.md §3; purejaxrl's `make_train`).
 """
 
 import dataclasses
@@ -17,6 +17,7 @@ import optax
 
 from prefjax import jit_utils
 from prefjax import objectives
+from prefjax.objectives import spec
 from prefjax.envs import bandit
 from prefjax.errors import PrefjaxError
 from prefjax.games import tabular
@@ -100,19 +101,24 @@ def make_train(config, env):
         f"num_steps ({config.num_steps}) must be a positive multiple of record_every ({config.record_every})")
   if config.batch_size <= 0:
     raise PrefjaxError(f"batch_size must be positive, got {config.batch_size}")
-  _check_objective(config)
+  declared = _check_objective(config)
   transform = OPTIMIZERS[config.optimizer]()
   objective_kwargs = dict(config.objective_kwargs)
+  declared_loss = None if declared is None else declared.loss(**objective_kwargs)
   num_records = config.num_steps // config.record_every
 
   def batch_loss(logits, pairs, ref_chosen, ref_rejected, weights, hparams):
     """Σ_i weights_i ℓ_i over the pairs `[B]` (weights 1/B for a sampled batch); reference log-probs given."""
     logp = jax.nn.log_softmax(logits, axis=-1)
     ones = jnp.ones(pairs.chosen.shape, jnp.float32)  # A bandit action is one token.
-    losses = objectives.pairwise_loss(
-        config.objective, logp[pairs.context, pairs.chosen], logp[pairs.context, pairs.rejected],
-        ref_chosen, ref_rejected, beta=hparams.beta, label_smoothing=hparams.label_smoothing,
-        chosen_lengths=ones, rejected_lengths=ones, **objective_kwargs)
+    chosen, rejected = logp[pairs.context, pairs.chosen], logp[pairs.context, pairs.rejected]
+    if declared_loss is None:
+      losses = objectives.pairwise_loss(
+          config.objective, chosen, rejected, ref_chosen, ref_rejected, beta=hparams.beta,
+          label_smoothing=hparams.label_smoothing, chosen_lengths=ones, rejected_lengths=ones, **objective_kwargs)
+    else:  # Another family's pair-contract objective, through its declared loss.
+      losses, _ = declared_loss.fn(spec.PairBatch(chosen, rejected, ref_chosen, ref_rejected, ones, ones),
+                                   spec.HParams(hparams.beta, hparams.label_smoothing), (), None)
     return jnp.sum(weights * losses)
 
   grad_fn = jax.value_and_grad(batch_loss)
@@ -188,11 +194,29 @@ def _snapshot(logits, ref_logits, step, loss):
                  kl=jnp.mean(tabular.kl_from_logits(logits, ref_logits)))
 
 
+# The data contracts this trainer feeds (`prefjax.objectives.spec.CONTRACTS`).
+CONTRACTS = ("pair",)
+
+
 def _check_objective(config):
-  """Fails early, outside any trace, on an unknown objective or bad static objective arguments."""
+  """Fails early, outside any trace, on an unknown objective, another contract or bad static arguments.
+
+  Returns the index's declaration for a pair-contract objective outside the pairwise registry (trained
+  through its declared loss), None for the registry's names and combinations (`pairwise_loss` with its
+  switches).
+  """
+  if isinstance(config.objective, str):
+    declared = spec.check_contract(config.objective, CONTRACTS, "the bandit trainer")
+    if config.objective not in objectives.PAIRWISE_LOSSES:
+      if declared.stateful:
+        raise PrefjaxError(f"objective {config.objective!r} carries state between steps; the tabular bandit "
+                           f"trainer does not (the objective benchmark, prefjax.bandit.objective_benchmark, does)")
+      declared.loss(**dict(config.objective_kwargs))
+      return declared
   one = jnp.zeros((1,), jnp.float32)
   objectives.pairwise_loss(config.objective, one, one, one, one, beta=1.0, chosen_lengths=one + 1,
                            rejected_lengths=one + 1, **dict(config.objective_kwargs))
+  return None
 
 
 def make_sweep(train, fast_compile=False):
@@ -200,7 +224,7 @@ def make_sweep(train, fast_compile=False):
 
   `keys` is `[S]` PRNG keys (one per seed), `hparams` an `HParams` with a leading axis `[H]`; env params and
   reference logits are shared. The result `(TrainState, Metrics)` has leading axes `[H, S]`: one jitted call
-  runs every setting and seed (`jit(vmap(vmap(train)))`, DESIGN.md §3).
+  runs every setting and seed (`jit(vmap(vmap(train)))`, docs/design.md §3).
 
   `train` may also be a list of train functions (several objectives on the same env); then `hparams` is a
   list with one `HParams` per function and the result a list of `(TrainState, Metrics)`. All of them are

@@ -1,5 +1,5 @@
 """Reproductions of the density-estimation paper's 1-D experiments (Dumoulin et al., arXiv 2311.14115; official
-notebook google-deepmind/pbde; THEORY.md §6).
+notebook google-deepmind/pbde; docs/theory.md §6).
 
 `run_pbde_toy(config, workdir)`: pretrain an energy MLP to TruncatedNormal(0, 5), draw pairs a, b ∼ π_pre with
 Luce labels from p* = 0.4·TN(−2.5, 0.25) + 0.6·TN(2.5, 1.0), then fine-tune from π_pre with DPO (β sweep),
@@ -47,7 +47,7 @@ from prefjax.density import grid as grid_lib
 from prefjax.errors import PrefjaxError
 from prefjax.objectives import density as dens
 
-# Acceptance thresholds of issue 4 (total-variation distances on the grid).
+# Acceptance thresholds of the density experiments' claims (total-variation distances on the grid; docs/theory.md §6).
 TOY_TV_THRESHOLD = 0.02
 MIXTURE_TV_THRESHOLD = 0.05
 FAMILIES = ("dpo", "geometric", "ipo", "slic")

@@ -1,5 +1,5 @@
 """The 1-D density-estimation environment of Dumoulin et al. (arXiv 2311.14115; official notebook
-google-deepmind/pbde; THEORY.md §6).
+google-deepmind/pbde; docs/theory.md §6).
 
 - Support [−10, 10] discretised on a uniform grid (2¹⁶ points in the paper); densities are normalised with the
   trapezoid rule, Z = Σ_i dx (q_i + q_{i+1})/2, computed in log space.
@@ -125,22 +125,12 @@ def init_energy(key, model):
 
 
 def jit_maybe_fast(fn, fast_compile=False):
-  """`jax.jit(fn)`; with `fast_compile`, compiled once (on the first call) at XLA optimisation level 0.
+  """`jax.jit(fn)`; with `fast_compile`, compiled at XLA optimisation level 0 once per argument shapes.
 
-  Unlike `prefjax.jit_utils.jit`, the fast-compiled executable is cached, so a function called in a host
-  loop (the chunked training loops here) compiles once.
+  The same as `prefjax.jit_utils.jit(fn, fast_compile)`: the fast-compiled executable is cached, so a function
+  called in a host loop (the chunked training loops here) compiles once.
   """
-  jitted = jax.jit(fn)
-  if not fast_compile:
-    return jitted
-  cache = {}
-
-  def call(*args):
-    if "compiled" not in cache:
-      cache["compiled"] = jitted.lower(*args).compile(compiler_options=jit_utils.FAST_COMPILER_OPTIONS)
-    return cache["compiled"](*args)
-
-  return call
+  return jit_utils.jit(fn, fast_compile)
 
 
 def pretrain(key, model, grid, *, num_steps=4096, lr=1e-3, target_logpdf=pretrain_target_logpdf,

@@ -10,7 +10,7 @@ Two data sources share one interface, `sample(key, params, batch_size) -> Pairs`
 Both are contextual: the instance has a leading context axis X (X = 1 for a plain bandit) and each sampled
 pair carries its context index, so a policy can be tabular `[X, N]` logits or a function of context
 features. The environment objects are immutable and hold only static sizes; the problem instance lives in
-a params NamedTuple, so runs vmap over instances as well as seeds (DESIGN.md §3).
+a params NamedTuple, so runs vmap over instances as well as seeds (docs/design.md §3).
 """
 
 import math
@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from prefjax.envs import preferences
 from prefjax.errors import PrefjaxError
+from prefjax.games import preferences
 
 
 class Pairs(NamedTuple):
@@ -251,7 +251,7 @@ NAMED_DATASETS = {
     # D1: the total order a ≻ b ≻ c, each pair observed once.
     "d1": ((0, 1), (1, 2), (0, 2)),
     # (a, c) never observed. The paper prints {(a, b), (b, a)}, which moves nothing; its text's intent,
-    # "(a, c) never observed", is {(a, b), (b, c)} (THEORY.md §1).
+    # "(a, c) never observed", is {(a, b), (b, c)} (docs/theory.md §1).
     "unobserved": ((0, 1), (1, 2)),
     # A preference cycle: every pairwise loss keeps the uniform policy.
     "cycle": ((0, 1), (1, 2), (2, 0)),

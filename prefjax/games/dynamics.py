@@ -1,4 +1,4 @@
-"""Exact policy-space dynamics for the regularised preference game (THEORY.md §4).
+"""Exact policy-space dynamics for the regularised preference game (docs/theory.md §4).
 
 Every dynamic is a pure step function on normalised log-policies (`log_pi` `[N]`, with π = exp(log_pi));
 `run_dynamics` runs one of them under `lax.scan` and records the last and average iterates and their
@@ -7,7 +7,7 @@ duality gaps every `record_every` steps. Step sizes η, β (and α for α-SPIN) 
 
 Notation: P `[N, N]` preference matrix, log π_ref = log_softmax(ref_logits), β > 0 the regularisation
 strength, η > 0 the step size, g = P π the payoff vector ((Pπ)_y = p(y ≻ π)). Every update is written up
-to normalisation (the "+ c" of THEORY.md; a final log_softmax). Registry `DYNAMICS`:
+to normalisation (the "+ c" of docs/theory.md §4; a final log_softmax). Registry `DYNAMICS`:
 
 - "mirror_descent" (alias "online_ipo"): online mirror descent on the regularised game,
   log π_{t+1} = (1 − ηβ) log π_t + ηβ log π_ref + η P π_t  (Munos et al. arXiv:2312.00886,
@@ -382,7 +382,7 @@ _run_jit = jax.jit(_run, static_argnames=("name", "num_steps", "record_every", "
 
 def run_dynamics(name, P, ref_logits, beta, eta, T, record_every=None, *, alpha=0.0, history=1,
                  data_logits=None, init_logits=None):
-  """Runs an exact policy-space dynamic for T steps under `lax.scan` (THEORY.md §4).
+  """Runs an exact policy-space dynamic for T steps under `lax.scan` (docs/theory.md §4).
 
   The policy starts at π_0 = softmax(init_logits) (default π_ref, as in EGPO's experiments). Every
   `record_every` steps the last iterate π_t, the average iterate (1/t) Σ_{s<t} π_s and both duality gaps

@@ -1,4 +1,4 @@
-"""Runners of the preference-game experiments (THEORY.md §4), registered in `prefjax.runners`.
+"""Runners of the preference-game experiments (docs/theory.md §4), registered in `prefjax.runners`.
 
 Each `run_*(config, workdir, *, overwrite=False, command=None) -> summary` writes config.json, status.json,
 metrics.jsonl, arrays.npz, summary.json and a figure.png into the workdir (array names and shapes are listed
@@ -26,12 +26,12 @@ import numpy as np
 from prefjax import config_checks as cc
 from prefjax import preemption
 from prefjax import workdir as workdir_lib
-from prefjax.envs import preferences
 from prefjax.errors import PrefjaxError
 from prefjax.games import dynamics
 from prefjax.games import instances
 from prefjax.games import nash
 from prefjax.games import online
+from prefjax.games import preferences
 from prefjax.games import tabular
 from prefjax.objectives import nash as nobj
 
@@ -244,7 +244,7 @@ def _online_config(config, algorithm, mode, n, iters):
 
 @workdir_lib.experiment(validate=validate_egpo)
 def run_egpo(config, wd):
-  """EGPO's simulations (Zhou et al. arXiv:2503.08942; THEORY.md §4): duality gap vs updates.
+  """EGPO's simulations (Zhou et al. arXiv:2503.08942; docs/theory.md §4): duality gap vs updates.
 
   For every setting i (β_i, T_i iterations, learning rate lr_i) it trains, with plain SGD from π_0 = π_ref,
   every algorithm of `config.algorithms` in every mode of `config.modes` ("exact", "sampled") on all games

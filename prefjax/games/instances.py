@@ -1,9 +1,9 @@
-"""Named preference games with known answers, beyond the matrix families of `prefjax.envs.preferences`.
+"""Named preference games with known answers, beyond the matrix families of `prefjax.games.preferences`.
 
 - `munos_annotators(eps)`: a population of three annotator types whose Bradley–Terry optimum is a
   deterministic policy that flips as ε crosses 0, while the Nash equilibrium moves smoothly
-  (Munos et al. arXiv:2312.00886, §3.2; THEORY.md §4).
-- `cyclic_worked_example()`: the p = 5/9 rock–paper–scissors game of THEORY.md §4 (regularised NE uniform,
+  (Munos et al. arXiv:2312.00886, §3.2; docs/theory.md §4).
+- `cyclic_worked_example()`: the p = 5/9 rock–paper–scissors game of docs/theory.md §4 (regularised NE uniform,
   offline IPO against a skewed μ not).
 - `egpo_games(key, num_games, n)`: EGPO's random games (Zhou et al. arXiv:2503.08942) with π_ref logits.
 - `ranking_preferences`, `bradley_terry_fit`: helpers (a deterministic annotator from a ranking; the
@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from prefjax.envs import preferences
 from prefjax.errors import PrefjaxError
+from prefjax.games import preferences
 
 
 def ranking_preferences(ranking, dtype=jnp.float32):
@@ -160,7 +160,7 @@ def bradley_terry_fit(P, pair_weights=None, tol=1e-12, max_iter=100):
 
 
 class CyclicExample(NamedTuple):
-  """THEORY.md §4's worked example.
+  """docs/theory.md §4's worked example.
 
   Attributes:
     P: `[3, 3]` cyclic preferences p(y1 ≻ y2) = p(y2 ≻ y3) = p(y3 ≻ y1) = 5/9.
@@ -179,7 +179,7 @@ class CyclicExample(NamedTuple):
 
 
 def cyclic_worked_example(dtype=jnp.float32):
-  """The cyclic p = 5/9 game of THEORY.md §4: the NE is uniform while offline IPO against μ is not.
+  """The cyclic p = 5/9 game of docs/theory.md §4: the NE is uniform while offline IPO against μ is not.
 
   Every row of P sums to 3/2, so P u = ½ for the uniform u and, with a uniform reference, u is the fixed
   point u ∝ π_ref exp(P u / τ) for every τ. Offline IPO against the data policy μ = (0.6, 0.3, 0.1) instead
@@ -201,7 +201,7 @@ def cyclic_worked_example(dtype=jnp.float32):
 
 
 def egpo_games(key, num_games, n=10, dtype=jnp.float32):
-  """A batch of EGPO's random games (Zhou et al. arXiv:2503.08942; THEORY.md §4).
+  """A batch of EGPO's random games (Zhou et al. arXiv:2503.08942; docs/theory.md §4).
 
   P has ½ on the diagonal, strictly-lower entries iid U(0, 1) and upper = 1 − lowerᵀ
   (`preferences.random_preferences`); the reference logits are iid N(0, 1).

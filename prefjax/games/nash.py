@@ -1,6 +1,6 @@
 """Exact toolkit for the KL-regularised preference game of Nash learning from human feedback.
 
-Munos et al., "Nash Learning from Human Feedback" (arXiv:2312.00886), THEORY.md §4. For a preference
+Munos et al., "Nash Learning from Human Feedback" (arXiv:2312.00886), docs/theory.md §4. For a preference
 matrix P[i, j] = p(y_i ≻ y_j) (P + Pᵀ = 1), a reference policy π_ref and a regularisation strength β
 (τ in the IPO literature), the regularised preference game is the symmetric two-player constant-sum game
 
@@ -35,8 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
 
-from prefjax.envs import preferences
 from prefjax.errors import PrefjaxError
+from prefjax.games import preferences
 from prefjax.games import tabular
 from prefjax.objectives import _checks
 
@@ -260,7 +260,7 @@ def best_response(pi, P, ref_logits, beta):
   """Best response in the regularised game: BR(π) = softmax(log π_ref + P π / β).
 
   The maximiser of π1 ↦ f_β(π1, π) (and, by symmetry, the minimiser of π2 ↦ f_β(π, π2)), by the Gibbs
-  variational principle (arXiv:2312.00886; THEORY.md §4).
+  variational principle (arXiv:2312.00886; docs/theory.md §4).
 
   Args:
     pi: `[..., N]` opponent policy.
@@ -513,7 +513,7 @@ def solve_nash_lp(P, *, tol=1e-9):
   """Unregularised symmetric Nash equilibrium (von Neumann winner) by linear programming.
 
   The preference game is the symmetric zero-sum game with antisymmetric payoff A = P − ½ and value 0
-  (arXiv:2312.00886; THEORY.md §4). A maximin strategy x solves the LP
+  (arXiv:2312.00886; docs/theory.md §4). A maximin strategy x solves the LP
 
     max v  s.t.  (Aᵀ x)_j ≥ v ∀j,  Σ_i x_i = 1,  x ≥ 0,
 

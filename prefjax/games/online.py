@@ -1,6 +1,6 @@
 """Online / self-play bandit trainer for preference games: parametric policies trained on the game losses.
 
-THEORY.md §4; the setting of EGPO's simulations (Zhou et al. arXiv:2503.08942, zhourunlong/EGPO
+docs/theory.md §4; the setting of EGPO's simulations (Zhou et al. arXiv:2503.08942, zhourunlong/EGPO
 `simulations/run.py`). Each step the policy is updated with plain SGD on one of the game objectives of
 `prefjax.objectives.nash` (registry `NASH_OBJECTIVES`: online IPO 1 / OMD, online IPO 2, Nash-MD,
 Nash-MD-PG, EGPO), either exactly (all pairs of actions) or from samples of the current policy (the
@@ -42,9 +42,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from prefjax.envs import preferences
 from prefjax.errors import PrefjaxError
 from prefjax.games import nash
+from prefjax.games import preferences
 from prefjax.objectives import nash as nobj
 from prefjax.objectives.registry import Registry
 

@@ -1,7 +1,7 @@
 """Exact ΨPO / IPO / RLHF oracles for tabular (bandit) policies.
 
 Azar et al., "A General Theoretical Paradigm to Understand Learning from Human Preferences"
-(arXiv:2310.12036), THEORY.md §1. For a finite action set of size N, a preference matrix
+(arXiv:2310.12036), docs/theory.md §1. For a finite action set of size N, a preference matrix
 P[i, j] = p(y_i ≻ y_j), a behaviour (data) policy μ, a reference policy π_ref and a regularisation
 strength τ (called β in the DPO literature; the same quantity), the ΨPO objective is
 
@@ -27,8 +27,8 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse import csgraph
 
-from prefjax.envs import preferences
 from prefjax.errors import PrefjaxError
+from prefjax.games import preferences
 from prefjax.games import tabular
 
 
@@ -425,7 +425,7 @@ def ipo_empirical_minimiser(chosen, rejected, num_actions, tau, ref_logits=None,
   the component's mean fixed (L + 11ᵀ/|C| is positive definite there). Host numpy float64; not traceable.
   A pair with y_w = y_l is allowed and contributes a constant (no gradient).
 
-  THEORY.md §1 oracles (uniform π_ref): {(a,b)} → π*(a) = σ(1/(2τ)); {(a,b),(b,c),(a,c)} →
+  docs/theory.md §1 oracles (uniform π_ref): {(a,b)} → π*(a) = σ(1/(2τ)); {(a,b),(b,c),(a,c)} →
   π* ∝ (e^{2/(3τ)}, e^{1/(3τ)}, 1); {(a,b),(b,c)} → π* ∝ (e^{1/τ}, e^{1/(2τ)}, 1); a 3-cycle → uniform.
 
   Args:

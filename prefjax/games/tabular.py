@@ -1,7 +1,7 @@
 """Small exact helpers for tabular policies: KL divergence, win rate, log-ratio margins.
 
 Policies are probability vectors over the last axis (`[..., N]`); preference matrices are `[..., N, N]`
-with P[i, j] = p(y_i ≻ y_j) (THEORY.md §0).
+with P[i, j] = p(y_i ≻ y_j) (docs/theory.md §0).
 """
 
 import jax

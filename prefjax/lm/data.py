@@ -84,6 +84,7 @@ from typing import Any
 import numpy as np
 
 from prefjax.errors import PrefjaxError
+from prefjax.lm.logprobs import segment_sums  # noqa: F401  (moved to logprobs; re-exported here)
 from prefjax.lm.tokenizer import load_tokenizer
 
 _log = logging.getLogger(__name__)
@@ -752,26 +753,6 @@ class PackedBatchIterator(BatchIterator):
           out[f"{side}_positions_BxL"][b, start:end] = np.arange(end - start)
           start = end
     return out
-
-
-def segment_sums(values_BxL, loss_mask_BxL, segment_ids_BxL, max_segments):
-  """Per-segment sums of masked values (e.g. per-pair log-probs of a packed batch).
-
-  out[b, s] = Σ_t values[b, t] · loss_mask[b, t] · [segment_ids[b, t] = s + 1]. Works on numpy and
-  jax arrays (a one-hot contraction; no data-dependent shapes).
-
-  Args:
-    values_BxL: per-token values (`token_logps` layout).
-    loss_mask_BxL: 0/1 response-token mask.
-    segment_ids_BxL: 1..S per segment, 0 on padding.
-    max_segments: S.
-
-  Returns:
-    `[B, S]` sums (0 for absent segments; `num_pairs_B` says how many are real).
-  """
-  onehot_BxLxS = (segment_ids_BxL[:, :, None] == np.arange(1, max_segments + 1)[None, None, :])
-  weights_BxL = values_BxL * loss_mask_BxL
-  return (weights_BxL[:, :, None] * onehot_BxLxS).sum(axis=1)
 
 
 def check_vocab(tokenizer, vocab_size):

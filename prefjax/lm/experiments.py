@@ -32,11 +32,11 @@ from prefjax import config_checks as cc
 from prefjax import sharding as shd
 from prefjax import workdir as workdir_lib
 from prefjax.errors import PrefjaxError
+from prefjax.objectives import spec
 from prefjax.lm import synthetic as syn
 from prefjax.lm import train as lm_train
 
 # Which ΨPO optimum an objective's population minimiser is (with μ = π_ref): the closed form to compare to.
-OPTIMUM_PSI = {"sigmoid": "logit", "dpo": "logit", "cdpo": "logit", "ipo": "identity"}
 
 
 def _objectives(config):
@@ -168,7 +168,7 @@ def _run_synthetic(config, wd):
     entry = {"reward": final["eval/reward"], "win_rate": final["eval/win_rate"], "kl": final["eval/kl"],
              "max_kl": float(arrays[f"{name}__kl"].max()), "steps": int(final["step"]),
              "final_loss": last_train["loss"], "final_accuracy": last_train["rewards/accuracies"]}
-    psi = OPTIMUM_PSI.get(name)
+    psi = spec.optimum_psi(name, float(config.label_smoothing))  # the declared closed form, if any
     if psi is not None:
       opt = syn.evaluate(task, syn.optimum(task, ref_logp, float(config.beta), psi), ref_logp)
       entry["optimum"] = {"psi": psi, **opt}

@@ -7,7 +7,7 @@ first token). Masks are therefore token masks: `loss_mask_BxL[:, t] = 1` marks t
 token to score (prompt and padding are 0; position 0 can never be scored).
 
 Everything is computed in at least float32 (bfloat16/float16 logits are upcast; float64 stays float64),
-whatever the compute dtype of the model (DESIGN.md §4.10).
+whatever the compute dtype of the model (docs/design.md §4.10).
 """
 
 from typing import NamedTuple
@@ -17,7 +17,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from prefjax.errors import PrefjaxError
-from prefjax.lm import data
 
 
 class SequenceLogps(NamedTuple):
@@ -306,13 +305,34 @@ def policy_logps(apply_fn, params, tokens_BxL, loss_mask_BxL, attention_mask_BxL
   return SequenceLogps(REDUCTIONS[reduction](sums_B, counts_B), counts_B)
 
 
+def segment_sums(values_BxL, loss_mask_BxL, segment_ids_BxL, max_segments):
+  """Per-segment sums of masked values (e.g. per-pair log-probs of a packed batch).
+
+  out[b, s] = Σ_t values[b, t] · loss_mask[b, t] · [segment_ids[b, t] = s + 1]. Works on numpy and
+  jax arrays (a one-hot contraction; no data-dependent shapes). Also importable as
+  `prefjax.lm.data.segment_sums`.
+
+  Args:
+    values_BxL: per-token values (`token_logps` layout).
+    loss_mask_BxL: 0/1 response-token mask.
+    segment_ids_BxL: 1..S per segment, 0 on padding.
+    max_segments: S.
+
+  Returns:
+    `[B, S]` sums (0 for absent segments; `num_pairs_B` says how many are real).
+  """
+  onehot_BxLxS = (segment_ids_BxL[:, :, None] == np.arange(1, max_segments + 1)[None, None, :])
+  weights_BxL = values_BxL * loss_mask_BxL
+  return (weights_BxL[:, :, None] * onehot_BxLxS).sum(axis=1)
+
+
 def segment_logps(token_logps_BxL, loss_mask_BxL, segment_ids_BxL, max_segments, *,
                   reduction="sum"):
   """Per-segment log-probs of packed rows (several sequences side by side in one row).
 
   logps_{b,s} = Σ_t m_{b,t} [seg_{b,t} = s + 1] log π(tokens_{b,t} | earlier tokens of its segment)
-  ("sum"), divided by the segment's count of scored tokens for "mean"; the sums are
-  `prefjax.lm.data.segment_sums`. The per-token log-probs must come from a segment-aware forward
+  ("sum"), divided by the segment's count of scored tokens for "mean"; the sums are `segment_sums`. The
+  per-token log-probs must come from a segment-aware forward
   (`Transformer(..., segment_ids_BxT=...)`, or `policy_segment_logps`), and no scored token may follow
   a token of another segment (its prediction would come from that segment's last token): packed
   batches from `prefjax.lm.data.PackedBatchIterator` satisfy this (each segment starts with its
@@ -349,10 +369,10 @@ def segment_logps(token_logps_BxL, loss_mask_BxL, segment_ids_BxL, max_segments,
                        f"{logp_BxL.shape}")
   _check_segment_mask(fn, mask_BxL, seg_BxL, max_segments)
   mask_BxL = mask_BxL.astype(jnp.bool_).at[:, 0].set(False)
-  sums_BxS = data.segment_sums(jnp.where(mask_BxL, logp_BxL, 0.0), mask_BxL.astype(logp_BxL.dtype),
-                               seg_BxL, max_segments)
-  counts_BxS = data.segment_sums(mask_BxL.astype(jnp.int32), mask_BxL.astype(jnp.int32), seg_BxL,
-                                 max_segments).astype(jnp.int32)
+  sums_BxS = segment_sums(jnp.where(mask_BxL, logp_BxL, 0.0), mask_BxL.astype(logp_BxL.dtype),
+                          seg_BxL, max_segments)
+  counts_BxS = segment_sums(mask_BxL.astype(jnp.int32), mask_BxL.astype(jnp.int32), seg_BxL,
+                            max_segments).astype(jnp.int32)
   return SequenceLogps(REDUCTIONS[reduction](sums_BxS, counts_BxS), counts_BxS)
 
 
@@ -458,8 +478,8 @@ def policy_segment_logps(apply_fn, params, tokens_BxL, loss_mask_BxL, segment_id
   logp_BxR = _window_token_logps(logits_BxRxV, tokens_BxL, targets_BxR)
   seg_BxR = jnp.take_along_axis(seg_BxL, targets_BxR, axis=1)
   weight_BxR = valid_BxR.astype(logp_BxR.dtype)
-  sums_BxS = data.segment_sums(jnp.where(valid_BxR, logp_BxR, 0.0), weight_BxR, seg_BxR,
-                               max_segments)
-  counts_BxS = data.segment_sums(valid_BxR.astype(jnp.int32), valid_BxR.astype(jnp.int32), seg_BxR,
-                                 max_segments).astype(jnp.int32)
+  sums_BxS = segment_sums(jnp.where(valid_BxR, logp_BxR, 0.0), weight_BxR, seg_BxR,
+                          max_segments)
+  counts_BxS = segment_sums(valid_BxR.astype(jnp.int32), valid_BxR.astype(jnp.int32), seg_BxR,
+                            max_segments).astype(jnp.int32)
   return SequenceLogps(REDUCTIONS[reduction](sums_BxS, counts_BxS), counts_BxS)

@@ -14,7 +14,7 @@ Both are pre-norm and causal.
 Precision: parameters are stored in `param_dtype` (float32); activations and matmul inputs use `dtype`
 (float32 or bfloat16). Attention scores, softmax, norms and RoPE run in float32, and the logits are
 returned in float32 (the unembedding matmul accumulates in float32), so log-probs downstream are float32
-whatever the compute dtype (DESIGN.md §4.10).
+whatever the compute dtype (docs/design.md §4.10).
 
 Attention (`TransformerConfig.attention_impl`): "einsum" writes the scores `[B, K, G, T, S]` out
 explicitly (the default; every path, the KV cache included); "xla" and "cudnn" call
@@ -41,23 +41,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from prefjax import sharding as shd
 from prefjax.errors import PrefjaxError
+from prefjax.sharding import LOGICAL_AXIS_RULES  # re-export: the rules live in prefjax.sharding
 
-# Logical parameter/activation axis names -> mesh axes. "embed" is sharded over fsdp (ZeRO-3 style
-# parameter sharding), the wide matmul dimensions over tensor; batch over data and fsdp together.
-# "kv_heads" goes to "tensor" as well: with GQA the tensor axis size must divide num_kv_heads.
-LOGICAL_AXIS_RULES = (
-    ("batch", ("data", "fsdp")),
-    ("length", None),
-    ("vocab", "tensor"),
-    ("embed", "fsdp"),
-    ("mlp", "tensor"),
-    ("heads", "tensor"),
-    ("kv_heads", "tensor"),
-    ("kv", None),
-    ("norm", None),
-    ("position", None),
-)
+# Logical parameter/activation axis names -> mesh axes: defined in `prefjax.sharding` (the mesh layer) and
+# re-exported here, so `prefjax.lm.model.LOGICAL_AXIS_RULES` keeps working.
 
 # Logical axes of each cache array `LayerCache.k_BxSxKxDh` / `v_BxSxKxDh` (for sharding a sampler's cache).
 CACHE_LOGICAL_AXES = ("batch", "length", "kv_heads", "kv")
@@ -646,8 +635,11 @@ def _init_params(config, key):
 
 
 def param_shardings(variables, mesh, rules=LOGICAL_AXIS_RULES):
-  """`NamedSharding`s for every parameter of a (boxed) variables tree on `mesh` under `rules`."""
-  return nn.logical_to_mesh_sharding(nn.get_partition_spec(variables), mesh, rules)
+  """`NamedSharding`s for every parameter of a (boxed) variables tree on `mesh` under `rules`.
+
+  The same as `prefjax.sharding.logical_shardings` (this delegates to it).
+  """
+  return shd.logical_shardings(variables, mesh, rules)
 
 
 def param_count(params):

@@ -1,6 +1,6 @@
 r"""Online and self-play preference training of a transformer: online DPO/IPO, Nash-MD(-PG), EGPO, SPPO, SPIN.
 
-The sequence-level twins of the tabular Nash/self-play objectives of `prefjax.objectives.nash` (THEORY.md §4),
+The sequence-level twins of the tabular Nash/self-play objectives of `prefjax.objectives.nash` (docs/theory.md §4),
 with sequences as actions: per prompt x the trainer samples responses from the policy (or the Nash-MD
 mixture, the previous iterate, the SFT data), asks a preference oracle (`prefjax.lm.oracles`:
 `prefer(prompts, a, b) -> P(a ≻ b | x)`) and takes one optimiser step on the loss below. Everything of one
@@ -38,7 +38,7 @@ with these conventions:
   token-level mixture is not the sequence-level geometric mixture (Nash-MD's own practical choice).
 - Nash-MD-PG: REINFORCE on E_{y∼π, y'∼π^μ}[p(y ≻ y')] − β KL(π ‖ π_ref) with the baseline ½ (zero mean
   under y ∼ π, so the expected gradient is `nash_md_pg_loss`'s) and the KL's score-function term
-  β ℓ(y) ∇ log π(y) (the `−β ℓ` inside THEORY.md §4's bracket).
+  β ℓ(y) ∇ log π(y) (the `−β ℓ` inside docs/theory.md §4's bracket).
 - EGPO (Zhou et al. arXiv:2503.08942, Alg. 1): θ_{t+½} = θ_t − lr ∇L(θ_t; samples of π_t),
   θ_{t+1} = θ_t − lr ∇L(θ_t; FRESH samples of π_{t+½}), L online IPO's loss on the samples (the practical
   LM form of their online-IPO target: the sampler is the target policy), "θ − lr g" the configured optax
@@ -57,7 +57,7 @@ with these conventions:
   (whose docstring records why the weights are uniform). `prev_params` then stacks the h iterates on a
   leading axis, π_t first.
 
-State and bookkeeping are those of the offline trainer (`prefjax.lm.train`, DESIGN.md §3): the state pytree
+State and bookkeeping are those of the offline trainer (`prefjax.lm.train`, docs/design.md §3): the state pytree
 `OnlineState{params, opt_state, step, key, prev_params}` (`prev_params` None for algorithms without a
 previous iterate), AdamW with the same schedules (`train.make_optimizer`), orbax checkpoints
 (`prefjax.checkpoint.Checkpointer`) with auto-resume and a save on SIGTERM/SIGINT (`prefjax.preemption`), per-step keys
@@ -317,7 +317,7 @@ class OnlineConfig:
 
 
 class OnlineState(NamedTuple):
-  """The checkpointed training pytree (DESIGN.md §3)."""
+  """The checkpointed training pytree (docs/design.md §3)."""
   params: Any
   opt_state: Any
   step: jax.Array  # int32 scalar: optimiser steps taken
@@ -762,15 +762,8 @@ def compiled_step(model_config, cfg, oracle, mesh, data_fn=None, fast_compile=Fa
 
 
 def _compile_once(jitted):
-  """`jit_utils.compile_fast`, but compiled on the first call only (the loop calls it with fixed shapes)."""
-  compiled = []
-
-  def run(*args):
-    if not compiled:
-      compiled.append(jitted.lower(*args).compile(compiler_options=jit_utils.FAST_COMPILER_OPTIONS))
-    return compiled[0](*args)
-
-  return run
+  """`jit_utils.compile_fast`: compiled on the first call of each argument signature (the loop's are fixed)."""
+  return jit_utils.compile_fast(jitted)
 
 
 def _check_oracle(p, step):

@@ -247,7 +247,10 @@ def preference_loss(kind, config, params, batch):
   return jnp.mean(density.bernoulli_nll(first, labels))
 
 
-@functools.partial(jax.jit, static_argnames=("kind", "config", "num_steps", "batch_size"))
+_FIT_STATIC = ("kind", "config", "num_steps", "batch_size")
+
+
+@functools.partial(jax.jit, static_argnames=_FIT_STATIC)
 def _fit(params, data, key, *, kind, config, num_steps, learning_rate, batch_size):
   tx = optax.adam(learning_rate)
   n = data.labels_B.shape[0]
@@ -267,6 +270,10 @@ def _fit(params, data, key, *, kind, config, num_steps, learning_rate, batch_siz
   return params, losses
 
 
+# `_fit` compiled at XLA optimisation level 0, once per argument shapes and static values (`fast_compile`).
+_fit_fast = jit_utils.compile_fast(_fit, static_argnames=_FIT_STATIC)
+
+
 def _train(kind, fn, config, params, data, key, num_steps, learning_rate, batch_size, fast_compile):
   n = _check_data(data, fn)
   if int(num_steps) < 1:
@@ -280,11 +287,7 @@ def _train(kind, fn, config, params, data, key, num_steps, learning_rate, batch_
   args = (nn.unbox(params), data, key)
   dynamic = {"learning_rate": jnp.asarray(learning_rate, jnp.float32)}
   static = {"kind": kind, "config": config, "num_steps": int(num_steps), "batch_size": min(batch_size, n)}
-  if fast_compile:
-    compiled = _fit.lower(*args, **dynamic, **static).compile(compiler_options=jit_utils.FAST_COMPILER_OPTIONS)
-    params, losses = compiled(*args, **dynamic)
-  else:
-    params, losses = _fit(*args, **dynamic, **static)
+  params, losses = (_fit_fast if fast_compile else _fit)(*args, **dynamic, **static)
   return params, np.asarray(losses)
 
 

@@ -1,4 +1,4 @@
-"""A synthetic LM preference task with a known answer: every quantity of THEORY.md §9 exactly.
+"""A synthetic LM preference task with a known answer: every quantity of docs/theory.md §9 exactly.
 
 Sequences are one prompt token x ∈ {0, …, C−1} followed by a response y of R tokens over the whole
 vocabulary {0, …, V−1} (tokens `[x, y_1, …, y_R]`, L = R + 1). The response space has N = V^R elements,
@@ -13,7 +13,7 @@ metrics below are exact, not Monte-Carlo.
 - Offline data: x uniform, y, y' ~ π_ref(·|x) independently, labelled by a Bernoulli draw from p(y ≻ y').
 - Exact evaluation of a policy π: expected oracle reward E_x E_{y∼π} r, win rate against π_ref
   E_x Σ_{y,y'} π(y|x) π_ref(y'|x) p(y ≻ y'|x), and KL(π ‖ π_ref) averaged over prompts.
-- Non-transitive variant (`nontransitive_scale` s > 0; issue 7): per-token cycle tables
+- Non-transitive variant (`nontransitive_scale` s > 0): per-token cycle tables
   B[x, t] (antisymmetric V×V, see `make_task`) enter the general preference
   p(y ≻ y' | x) = σ(r(x,y) − r(x,y') + Σ_t B[x, t, y_t, y'_t]); B = 0 at s = 0 gives Bradley–Terry exactly.
   The preference game's regularised Nash equilibrium (Munos et al. 2312.00886), its exploitability and

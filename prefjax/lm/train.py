@@ -1,7 +1,7 @@
 """Offline preference training of a transformer policy with any registered pairwise objective.
 
 One jitted step (gradient accumulation as a `lax.scan` over micro-batches) inside a Python loop; the
-training state is one pytree {params, opt_state, step, key} (DESIGN.md §3), checkpointed with orbax
+training state is one pytree {params, opt_state, step, key} (docs/design.md §3), checkpointed with orbax
 (`prefjax.checkpoint`) and resumed automatically from the workdir, sharded over a device mesh
 (`prefjax.sharding`).
 
@@ -16,7 +16,7 @@ out of the same XLA computation (tests/test_lm_train.py checks this bit for bit)
 from a separately compiled program, whose float32 rounding can differ by a few ulps of the summed log-prob on
 some models (measured: a reward of −9.5e-8 on a tiny exported Llama).
 
-Metrics (metrics.jsonl, THEORY.md §9, TRL's names): loss, rewards/chosen, rewards/rejected,
+Metrics (metrics.jsonl, docs/theory.md §9, TRL's names): loss, rewards/chosen, rewards/rejected,
 rewards/margins, rewards/accuracies (rewards = β (log π − log π_ref), summed log-probs), logps/chosen,
 logps/rejected, grad_norm (before clipping), learning_rate, tokens_per_second (chosen + rejected tokens per
 optimiser step, padding included, divided by the step's wall time), step_seconds, mfu (model FLOPs per
@@ -70,6 +70,7 @@ from prefjax import checkpoint as ckpt
 from prefjax import preemption
 from prefjax import sharding as shd
 from prefjax import objectives
+from prefjax.objectives import spec
 from prefjax.errors import PrefjaxError
 from prefjax.lm import logprobs
 from prefjax.lm import model as lm_model
@@ -106,8 +107,10 @@ class TrainConfig:
   """Hyper-parameters of offline preference training.
 
   Attributes:
-    objective: a registered pairwise objective name (`prefjax.objectives.list_objectives()`) or a
-      combination {name: weight}.
+    objective: the name of a declared objective whose data contract is a preference pair ("pair": the
+      pairwise family, AOT with other costs, γ-PO; `prefjax.objectives.list_objectives(contract="pair")`), or
+      a combination {name: weight} of pairwise objectives. Another contract is a `PrefjaxError` naming the
+      contracts this trainer feeds (`CONTRACTS`).
     beta: β > 0 (τ for IPO).
     label_smoothing: ε for objectives that take one.
     length_normalize: the objectives' length-normalisation switch (needs token counts; given).
@@ -194,13 +197,28 @@ class TrainConfig:
     if not 0 <= self.min_lr_ratio <= 1:
       raise PrefjaxError(f"TrainConfig.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
     # Validates the objective name and its hyper-parameters now rather than inside jit.
-    objectives.pairwise_loss(self.objective, *(np.zeros(1, np.float32),) * 4, beta=self.beta,
-                             label_smoothing=self.label_smoothing, chosen_lengths=np.ones(1),
-                             rejected_lengths=np.ones(1), length_normalize=self.length_normalize,
-                             divergence=self.divergence)
+    declared = _declared_objective(self.objective)
+    if declared is None:
+      objectives.pairwise_loss(self.objective, *(np.zeros(1, np.float32),) * 4, beta=self.beta,
+                               label_smoothing=self.label_smoothing, chosen_lengths=np.ones(1),
+                               rejected_lengths=np.ones(1), length_normalize=self.length_normalize,
+                               divergence=self.divergence)
+    else:
+      if declared.stateful:
+        raise PrefjaxError(f"TrainConfig.objective={self.objective!r} carries state between steps; the LM "
+                           f"offline trainer does not carry objective state yet (train it on a bandit)")
+      if self.length_normalize or self.divergence != "reverse_kl":
+        raise PrefjaxError(f"TrainConfig.length_normalize / divergence are switches of the pairwise "
+                           f"registry's objectives; {self.objective!r} is declared with its own loss (use "
+                           f"reduction='mean' for token-mean log-probs)")
+      if self.label_smoothing and not declared.uses_label_smoothing:
+        raise PrefjaxError(f"TrainConfig.label_smoothing={self.label_smoothing}: {self.objective!r} does not "
+                           f"use label smoothing")
+      declared.loss()
     if self.logits_window not in ("response", "full"):
       raise PrefjaxError(f"TrainConfig.logits_window must be 'response' or 'full', got {self.logits_window!r}")
-    if self.pack_segments and objectives.is_batch_coupled(self.objective):
+    coupled = declared.batch_coupled if declared is not None else objectives.is_batch_coupled(self.objective)
+    if self.pack_segments and coupled:
       raise PrefjaxError(f"TrainConfig.pack_segments={self.pack_segments}: objective {self.objective!r} is "
                          f"batch-coupled (it sorts over the batch, and a packed batch's absent pair slots "
                          f"would enter the sort); use pack_segments=0")
@@ -211,7 +229,7 @@ class TrainConfig:
 
 
 class TrainState(NamedTuple):
-  """The checkpointed training pytree (DESIGN.md §3)."""
+  """The checkpointed training pytree (docs/design.md §3)."""
   params: Any
   opt_state: Any
   step: jax.Array  # int32 scalar: optimiser steps taken
@@ -360,11 +378,32 @@ def _logps(params, micro, ref_params, logps_fn, ref_keys):
   return pw, pl, nw, nl, jax.lax.stop_gradient(rw), jax.lax.stop_gradient(rl)
 
 
+# The data contracts this trainer feeds (`prefjax.objectives.spec.CONTRACTS`).
+CONTRACTS = ("pair",)
+
+
+def _declared_objective(objective):
+  """The index's declaration of `objective` when it is a pair-contract objective outside the pairwise
+  registry (trained through its declared loss); None for the registry's names and combinations
+  (`pairwise_loss`, with its switches). Another contract is a `PrefjaxError` naming the contracts this trainer
+  feeds."""
+  if not isinstance(objective, str):
+    return None
+  declared = spec.check_contract(objective, CONTRACTS, "the LM offline trainer")
+  return None if objective in objectives.PAIRWISE_LOSSES else declared
+
+
 def _objective(pw, pl, rw, rl, nw, nl, cfg):
-  return objectives.pairwise_loss_and_metrics(
-      cfg.objective, pw, pl, rw, rl, beta=cfg.beta, label_smoothing=cfg.label_smoothing,
-      chosen_lengths=nw, rejected_lengths=nl, length_normalize=cfg.length_normalize,
-      divergence=cfg.divergence)
+  declared = _declared_objective(cfg.objective)
+  if declared is None:
+    return objectives.pairwise_loss_and_metrics(
+        cfg.objective, pw, pl, rw, rl, beta=cfg.beta, label_smoothing=cfg.label_smoothing,
+        chosen_lengths=nw, rejected_lengths=nl, length_normalize=cfg.length_normalize,
+        divergence=cfg.divergence)
+  losses, _ = declared.loss().fn(spec.PairBatch(pw, pl, rw, rl, nw, nl),
+                                 spec.HParams(jnp.asarray(cfg.beta, pw.dtype),
+                                              jnp.asarray(cfg.label_smoothing, pw.dtype)), (), None)
+  return losses.astype(pw.dtype), objectives.pairwise.reward_metrics(pw, pl, rw, rl, cfg.beta)
 
 
 def _loss_and_metrics(losses, m, pw, pl, reduce):

@@ -1,4 +1,4 @@
-"""Preference objectives as density estimators (Dumoulin et al., arXiv 2311.14115; THEORY.md §6).
+"""Preference objectives as density estimators (Dumoulin et al., arXiv 2311.14115; docs/theory.md §6).
 
 Every objective here is a pure function of (log-)densities evaluated at the two items of each comparison,
 `[B]` arrays, and the outcome `labels` `[B]` (1: a ≻ b, 0: b ≻ a, fractional values are soft labels); it
@@ -36,6 +36,7 @@ from jax.scipy.special import logsumexp
 
 from prefjax.errors import PrefjaxError
 from prefjax.objectives import _checks
+from prefjax.objectives import spec
 from prefjax.objectives.registry import Registry
 
 
@@ -161,12 +162,12 @@ def ipo_loss(logp_a, logp_b, logpre_a, logpre_b, labels, *, beta):
 
   With d = ℓ(a) − ℓ(b) and a label y (soft labels allowed), the loss is
   y (d − 1/(2τ))² + (1 − y)(−d − 1/(2τ))², which equals (d − (2y − 1)/(2τ))² up to a constant in d. Its
-  population minimiser with pairs a, b ∼ μ is π ∝ π_pre exp(p(y ≻ μ)/τ) (`ipo_optimum`, THEORY.md §1).
+  population minimiser with pairs a, b ∼ μ is π ∝ π_pre exp(p(y ≻ μ)/τ) (`ipo_optimum`, docs/theory.md §1).
 
   Args:
     logp_a, logp_b, logpre_a, logpre_b: `[B]` policy and reference log-densities.
     labels: `[B]` outcomes, 1 when a ≻ b.
-    beta: scalar τ > 0 (THEORY.md's single name for β/τ).
+    beta: scalar τ > 0 (one name for β/τ; docs/theory.md §0).
 
   Returns:
     `[B]` losses.
@@ -310,7 +311,7 @@ def ipo_optimum(log_pre, log_pstar, beta, log_mu=None, log_weights=0.0):
   """IPO's population minimiser on Luce data with pairs a, b ∼ μ: π ∝ π_pre exp(p(y ≻ μ)/τ).
 
   p(y ≻ μ) = Σ_x μ(x) w(x) σ(log p*(y) − log p*(x)); μ defaults to π_pre (pairs drawn from the pretrained
-  model, as in the paper's experiments). Unique where μ > 0 on the whole support (THEORY.md §1).
+  model, as in the paper's experiments). Unique where μ > 0 on the whole support (docs/theory.md §1).
   """
   log_mu = log_pre if log_mu is None else log_mu
   mu = jnp.exp(_normalise(log_mu, log_weights) + log_weights)
@@ -318,3 +319,20 @@ def ipo_optimum(log_pre, log_pstar, beta, log_mu=None, log_weights=0.0):
   win = jax.lax.map(lambda ly: jnp.sum(jax.nn.sigmoid(ly - log_pstar) * mu), log_pstar,
                     batch_size=min(int(log_pstar.shape[0]), 512))
   return _normalise(log_pre + win / beta, log_weights)
+
+
+# The objective index (`prefjax.objectives.spec`): density objectives are trained by the density-estimation
+# runners on labelled sample pairs (`prefjax.density`); names shared with the pairwise family are reached as
+# "density:dpo" and so on.
+for _name, _aliases, _display, _arxiv, _formula in (
+    ("luce", ("bradley_terry", "reward"), "Luce / Bradley–Terry", "2311.14115",
+     "Bernoulli NLL of σ(log p(a) − log p(b)); optimum p ∝ p*"),
+    ("dpo", ("sigmoid",), "DPO (density)", "2305.18290",
+     "Bernoulli NLL of σ(β(log p/p_pre)(a) − β(log p/p_pre)(b)); optimum ∝ p_pre p*^{1/β}"),
+    ("geometric", (), "Geometric", "2311.14115", "optimum ∝ p_pre^{1−α} p*^α"),
+    ("ipo", (), "IPO (density)", "2310.12036", "squared regression of the log-ratio margin on the label"),
+    ("slic", ("hinge",), "SLiC (density)", "2305.10425", "hinge on the log-likelihood margin with margin δ")):
+  spec.declare(spec.Objective(
+      _name, "density", "density", aliases=_aliases, display_name=_display, arxiv=_arxiv, formula=_formula,
+      verified="tests/test_density.py: the implied optima on a discrete support"))
+del _name, _aliases, _display, _arxiv, _formula

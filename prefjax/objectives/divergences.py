@@ -12,11 +12,11 @@ uses Δ = s_w − s_l in place of the log-ratio margin ρ_w − ρ_l. Constant o
 | js | u log u − (u + 1) log((u + 1)/2) | log 2 + log σ(ρ) = log(2u/(1 + u)) |
 | alpha | (u^{1−α} − (1 − α) u − α)/(α(α − 1)) | (1 − e^{−αρ})/α |
 
-Convention for α (a deliberate choice against THEORY.md §2, which writes (e^{(α−1)ρ} − 1)/(α − 1)): we
-follow the paper's Table 1 and TRL, f'(u) = (1 − u^{−α})/α. Differentiating the paper's f confirms it.
+Convention for α (a deliberate choice against the other parametrisation in use, (e^{(α−1)ρ} − 1)/(α − 1);
+docs/theory.md §2): we follow the paper's Table 1 and TRL, f'(u) = (1 − u^{−α})/α. Differentiating the paper's f confirms it.
 Then α → 0 gives reverse KL (s → ρ) and α = 1 gives forward KL (s = 1 − e^{−ρ}); the paper uses
 α ∈ (0, 1). Any real α gives a convex f (f''(u) = u^{−α−1} > 0), so every finite α is accepted, and α = 0 is
-evaluated as its limit, reverse KL, without a division by zero. THEORY.md's formula is the same family
+evaluated as its limit, reverse KL, without a division by zero. The other parametrisation is the same family
 with α replaced by 1 − α (its α → 1 is our α → 0); the two parametrisations agree only at α = ½, so tests
 of the convention must use another α.
 
@@ -84,8 +84,8 @@ def alpha_score(log_ratio, alpha):
   """α-divergence (2309.16240 Table 1): s(ρ) = f'(e^ρ) = (1 − e^{−αρ})/α.
 
   Computed as ρ · exprel(−αρ) with exprel(x) = (e^x − 1)/x, so α = 0 gives exactly ρ (reverse KL) and
-  small α is accurate; α = 1 is forward KL. Note: THEORY.md writes (e^{(α−1)ρ} − 1)/(α − 1); we use the
-  paper's and TRL's convention (see the module docstring).
+  small α is accurate; α = 1 is forward KL. Note: another parametrisation, (e^{(α−1)ρ} − 1)/(α − 1), is α ↦ 1 − α of
+  this one; we use the paper's and TRL's convention (see the module docstring).
 
   Args:
     log_ratio: `[...]` ρ = log π − log π_ref.

@@ -1,4 +1,4 @@
-"""Multi-response (listwise) preference objectives over K responses per prompt (THEORY.md §3).
+"""Multi-response (listwise) preference objectives over K responses per prompt (docs/theory.md §3).
 
 Every objective maps the policy's and the reference's sequence log-probs of K responses per prompt,
 `[B, K]` each, plus labels — scalar scores `rewards [B, K]` (higher is better) or `ranks [B, K]`
@@ -38,6 +38,7 @@ import numpy as np
 
 from prefjax.errors import PrefjaxError
 from prefjax.objectives import _checks
+from prefjax.objectives import spec
 from prefjax.objectives.registry import Registry
 
 
@@ -285,25 +286,59 @@ LISTWISE_REGISTRY: Registry[ListwiseObjective] = Registry("listwise objective")
 LISTWISE_LOSSES = LISTWISE_REGISTRY.view
 
 
-def _entry(name, fn, labels, options=(), doc=""):
-  LISTWISE_REGISTRY.register(name, ListwiseObjective(fn, labels, tuple(options), doc))
+_VERIFIED = "tests/test_listwise.py: float64 numpy formulas, K = 2 reductions to pairwise objectives, input errors"
+
+
+def _ranking_build(name):
+  """`spec.Objective.build` of listwise objective `name`: `listwise_loss` over a `spec.RankingBatch`."""
+
+  def build(options):
+    entry = LISTWISE_REGISTRY.get(name)
+
+    def fn(batch, hp, state, key):
+      del key
+      if entry.labels == "rewards":
+        labels = {"rewards": batch.rewards}
+      else:  # Rank-labelled: the ranks, or tie-free rewards ranked by `listwise_loss`.
+        labels = {"ranks": batch.ranks} if batch.ranks is not None else {"rewards": batch.rewards}
+      return listwise_loss(name, batch.policy_logps, batch.ref_logps, beta=hp.beta, lengths=batch.lengths,
+                           **labels, **options), state
+
+    z = jnp.zeros((1, 3), jnp.float32)  # Bad options fail here, not inside a trainer's trace.
+    jax.eval_shape(lambda x: listwise_loss(name, x, x, beta=1.0, rewards=x, ranks=jnp.asarray([[0, 1, 2]]),
+                                           **options), z)
+    return spec.Loss(fn)
+
+  return build
+
+
+def _declare(name, entry, *, aliases=(), overwrite=False, **meta):
+  spec.declare(spec.Objective(name, "listwise", "ranking", _ranking_build(name), aliases=aliases,
+                              options=entry.options, formula=entry.doc, **meta), overwrite=overwrite)
+
+
+def _entry(name, fn, labels, options=(), doc="", *, aliases=(), **meta):
+  entry = LISTWISE_REGISTRY.register(name, ListwiseObjective(fn, labels, tuple(options), doc))
+  for alias in aliases:
+    LISTWISE_REGISTRY.alias(alias, name)
+  _declare(name, entry, aliases=aliases, verified=_VERIFIED, **meta)
 
 
 _entry("infonca", lambda x, temperature: infonca_loss(x.scores, x.rewards, temperature), "rewards",
-       (("temperature", 1.0),), "−Σ softmax(r/α)_k log softmax(s)_k")
+       (("temperature", 1.0),), "−Σ softmax(r/α)_k log softmax(s)_k", display_name="InfoNCA", arxiv="2402.05369")
 _entry("nca", lambda x, temperature: nca_loss(x.scores, x.rewards, temperature), "rewards",
-       (("temperature", 1.0),), "−Σ q_k log σ(s_k) − (1/K) Σ log σ(−s_k)")
+       (("temperature", 1.0),), "−Σ q_k log σ(s_k) − (1/K) Σ log σ(−s_k)", display_name="NCA", arxiv="2402.05369")
 _entry("plackett_luce", lambda x, top_k: plackett_luce_loss(x.scores, x.ranks, top_k), "ranks",
-       (("top_k", None),), "−Σ_{k<K} log softmax(s_(k:))_0")
+       (("top_k", None),), "−Σ_{k<K} log softmax(s_(k:))_0", aliases=("pl",), display_name="Plackett–Luce",
+       arxiv="2305.18290")
 _entry("pro", lambda x, sft_weight, use_temperatures: pro_loss(
     x.policy_logps, x.lengths, x.rewards, sft_weight, use_temperatures), "rewards",
-       (("sft_weight", 0.0), ("use_temperatures", True)), "PL over log π/|y| with reward-gap temperatures")
+       (("sft_weight", 0.0), ("use_temperatures", True)), "PL over log π/|y| with reward-gap temperatures",
+       display_name="PRO", arxiv="2306.17492")
 _entry("lipo_lambda", lambda x: lipo_lambda_loss(x.scores, x.rewards), "rewards", (),
-       "−Σ_{ψ_i>ψ_j} Δ_ij log σ(s_i − s_j)")
+       "−Σ_{ψ_i>ψ_j} Δ_ij log σ(s_i − s_j)", aliases=("lipo",), display_name="LiPO-λ", arxiv="2402.01878")
 _entry("mpo", lambda x, deviation_weight: mpo_loss(x.scores, x.rewards, deviation_weight), "rewards",
-       (("deviation_weight", 0.0),), "−log(Σ_{Y+} w e^s / Σ w e^s)")
-LISTWISE_REGISTRY.alias("pl", "plackett_luce")
-LISTWISE_REGISTRY.alias("lipo", "lipo_lambda")
+       (("deviation_weight", 0.0),), "−log(Σ_{Y+} w e^s / Σ w e^s)", display_name="MPO", arxiv="2412.04628")
 
 
 def list_listwise_objectives():
@@ -315,8 +350,9 @@ def register_listwise(name, fn, *, labels="rewards", options=(), doc="", overwri
   """Registers `fn(inputs: ListwiseInputs, **options) -> [B]` under `name` (see `ListwiseObjective`)."""
   if labels not in ("rewards", "ranks"):
     raise PrefjaxError(f"labels must be 'rewards' or 'ranks', got {labels!r}")
-  return LISTWISE_REGISTRY.register(name, ListwiseObjective(fn, labels, tuple(options), doc),
-                                    overwrite=overwrite)
+  entry = LISTWISE_REGISTRY.register(name, ListwiseObjective(fn, labels, tuple(options), doc), overwrite=overwrite)
+  _declare(name, entry, overwrite=overwrite, verified="registered at run time (register_listwise)")
+  return entry
 
 
 # ----------------------------------------------------------------------------------------------------

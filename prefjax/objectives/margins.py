@@ -1,4 +1,4 @@
-"""Soft and adaptive margins for pairwise objectives: MMPO, β-DPO, γ-PO (THEORY.md §2, second list).
+"""Soft and adaptive margins for pairwise objectives: MMPO, β-DPO, γ-PO (docs/theory.md §2, second list).
 
 All take the usual per-example sequence log-probs `[B]` (policy and reference, chosen and rejected) and
 return per-example losses `[B]` whose mean is the batch loss. h = ρ_w − ρ_l is the implicit-reward
@@ -28,6 +28,7 @@ import numpy as np
 
 from prefjax.errors import PrefjaxError
 from prefjax.objectives import _checks
+from prefjax.objectives import spec
 
 
 _concrete = _checks.concrete
@@ -86,7 +87,7 @@ def mmpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_
 
   a cross-entropy between Bernoulli(p̂) and Bernoulli(σ(βh)), minimised exactly where σ(βh) = p̂, i.e. at
   the finite margin h* = γm/β (`mmpo_optimal_margin`) instead of DPO's h → ∞. m = 0 gives p̂ = ½ (a tie);
-  γ → ∞ recovers DPO's hard labels for m > 0. The scaling of m by γ is THEORY.md's; the paper's abstract
+  γ → ∞ recovers DPO's hard labels for m > 0. The scaling of m by γ is the official code's (`bt_beta`); the paper's abstract
   states the BT-based soft target and the cross-entropy objective.
 
   Args:
@@ -299,3 +300,70 @@ def gamma_po_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, 
   delta = gamma_po_margins(beta * h, gamma0=gamma0, tau=tau, num_steps=num_steps, history=history)
   z = beta * h - delta
   return (1.0 - label_smoothing) * jax.nn.softplus(-z) + label_smoothing * jax.nn.softplus(z)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Declarations in the objective index (`prefjax.objectives.spec`).
+# ----------------------------------------------------------------------------------------------------
+
+# β-DPO: the official README's example (filtering ratio 0.2, a = 0.6) and the official EMA momentum 0.9.
+BETA_DPO_DEFAULTS = {"alpha": 0.6, "filter_fraction": 0.2, "momentum": 0.9}
+# γ-PO: γ₀ = 4 and τ = 10 in reward units, as in the official Llama-3-8B training config (gm = 0.4 times SimPO's
+# β = 10, τ = 10; the official configs span γ₀ ∈ [0.375, 5], τ ∈ [3, 20]), and 20 mirror-descent iterations as
+# in the official code. The official γ₀ is gamma_beta_ratio · β with SimPO's β (2.5–10 on length-averaged
+# log-probs); a ratio applied to a DPO β of 0.5 would make γ₀ = 0.2 ≪ τ and the margins negligible (γ-PO = DPO
+# to three decimals in a first bandit run), so γ₀ is set in reward units instead.
+GAMMA_PO_DEFAULTS = {"gamma0": 4.0, "tau": 10.0, "num_steps": 20}
+
+
+def _pair_args(b):
+  return b.policy_chosen_logps, b.policy_rejected_logps, b.ref_chosen_logps, b.ref_rejected_logps
+
+
+def _mmpo_build(options):
+  gamma = float(options["gamma"])
+
+  def fn(batch, hp, state, key):
+    del key
+    return mmpo_loss(*_pair_args(batch), batch.chosen_scores - batch.rejected_scores, beta=hp.beta,
+                     gamma=gamma), state
+
+  return spec.Loss(fn)
+
+
+def _beta_dpo_build(options):
+  alpha, fraction, momentum = (float(options[k]) for k in ("alpha", "filter_fraction", "momentum"))
+
+  def fn(batch, hp, state, key):
+    out = beta_dpo_loss(*_pair_args(batch), state, key, beta=hp.beta, alpha=alpha, filter_fraction=fraction,
+                        momentum=momentum)
+    return out.losses, out.state
+
+  return spec.Loss(fn, init_state=lambda key: beta_dpo_init(jnp.float32))
+
+
+def _gamma_po_build(options):
+  gamma0, tau, num_steps = float(options["gamma0"]), float(options["tau"]), int(options["num_steps"])
+
+  def fn(batch, hp, state, key):
+    del key
+    return gamma_po_loss(*_pair_args(batch), beta=hp.beta, gamma0=gamma0, tau=tau, num_steps=num_steps,
+                         label_smoothing=hp.label_smoothing), state
+
+  return spec.Loss(fn)
+
+
+spec.declare(spec.Objective(
+    "mmpo", "margins", "scored_pair", _mmpo_build, options=(("gamma", 1.0),), display_name="MMPO",
+    arxiv="2410.03145", formula="−p̂ log σ(βΔ) − (1 − p̂) log σ(−βΔ), p̂ = σ(γ (score_w − score_l))",
+    verified="tests/test_margins.py: numpy, the optimum margin γ m / β, the official code's target"))
+spec.declare(spec.Objective(
+    "beta_dpo", "margins", "pair", _beta_dpo_build, options=tuple(BETA_DPO_DEFAULTS.items()), stateful=True,
+    batch_coupled=True, display_name="β-DPO", arxiv="2407.08639",
+    formula="DPO with β_batch = β (1 + a (M_batch − M)/S) on a β-guided filtered subset",
+    verified="tests/test_margins.py: the official rule without filtering, the filter's law"))
+spec.declare(spec.Objective(
+    "gamma_po", "margins", "pair", _gamma_po_build, options=tuple(GAMMA_PO_DEFAULTS.items()),
+    uses_label_smoothing=True, batch_coupled=True, display_name="γ-PO", arxiv="2506.03690",
+    formula="−(1−ε) log σ(βh − δ_i) − ε log σ(−(βh − δ_i)), δ_i from the batch's reward gaps",
+    verified="tests/test_margins.py: the official mirror-descent loop and its optimality conditions"))

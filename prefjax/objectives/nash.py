@@ -1,6 +1,6 @@
 r"""Parametric (loss-based) Nash-learning and self-play objectives, each with an exact and a sampled twin.
 
-THEORY.md §4. The losses follow the released simulation code of EGPO (Zhou et al. arXiv:2503.08942,
+docs/theory.md §4. The losses follow the released simulation code of EGPO (Zhou et al. arXiv:2503.08942,
 zhourunlong/EGPO `simulations/loss_funcs.py`), online IPO (Calandriello et al. arXiv:2403.08635),
 Nash-MD (Munos et al. arXiv:2312.00886), SPPO (Wu et al. arXiv:2405.00675) and (α-)SPIN (Chen et al.
 arXiv:2401.01335; Alami et al. arXiv:2404.04291).
@@ -52,9 +52,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from prefjax.envs import preferences
 from prefjax.errors import PrefjaxError
+from prefjax.games import preferences
 from prefjax.objectives import _checks
+from prefjax.objectives import spec
 from prefjax.objectives.registry import Registry
 
 sg = jax.lax.stop_gradient
@@ -141,7 +142,7 @@ def nash_md_mixture_eta(lr, beta, n, convention="omd"):
     policy-space Nash-MD step π' ∝ π^μ exp(η P π^μ), π^μ ∝ π^{1−ηβ} π_ref^{ηβ} (tested).
   - "egpo_code": η̃ = 2·lr/(βN), half of it: what EGPO's released simulations use (`true_lr` in
     zhourunlong/EGPO `simulations/run.py`), so their Nash-MD curves mix less towards π_ref than the
-    OMD-equivalent step would (THEORY.md §4). Use it to reproduce their figures.
+    OMD-equivalent step would (docs/theory.md §4). Use it to reproduce their figures.
 
   Args:
     lr: learning rate (scalar or array).
@@ -186,7 +187,7 @@ def _matvec(P, pi):
 
 
 def online_ipo_1_loss(logits, ref_logits, P, beta, target_logits=None, *, check_finite=False):
-  r"""Online IPO 1 / OMD loss of EGPO's simulations (arXiv:2503.08942; THEORY.md §4), exact over all pairs.
+  r"""Online IPO 1 / OMD loss of EGPO's simulations (arXiv:2503.08942; docs/theory.md §4), exact over all pairs.
 
     L(θ; π') = (1/N²) Σ_{y,y'} (h_θ(y, y') − ((Pπ')_y − (Pπ')_{y'})/β)²,   π' = sg(softmax(target_logits)).
 
@@ -695,3 +696,19 @@ def get_game_objective(name):
 def list_game_objectives():
   """Registered game-objective names (aliases included)."""
   return sorted(NASH_OBJECTIVES.view)
+
+
+# The objective index (`prefjax.objectives.spec`): game objectives are trained by the tabular game trainers
+# (`prefjax.games.online`) and the online LM trainer's algorithms, which call this module's functions.
+for _name, _aliases, _display, _arxiv, _formula in (
+    ("online_ipo_1", ("omd",), "Online IPO 1 (OMD)", "2403.08635",
+     "(h(y, y') − (P(y ≻ π_t) − ½)/β)² over pairs from π_t"),
+    ("online_ipo_2", (), "Online IPO 2", "2403.08635", "IPO on pairs sampled from the current policy"),
+    ("nash_md", (), "Nash-MD", "2312.00886", "regression on P against the geometric mixture π_t^{1−η} π_ref^η"),
+    ("nash_md_pg", (), "Nash-MD-PG", "2312.00886", "policy gradient of P(π ≻ mixture) − β KL(π ‖ π_ref)"),
+    ("egpo", ("extragradient",), "EGPO", "2503.08942", "online IPO 1 with an extragradient step")):
+  spec.declare(spec.Objective(
+      _name, "nash", "game", aliases=_aliases, display_name=_display, arxiv=_arxiv, formula=_formula,
+      verified="tests/test_nash_objectives.py: the exact loss's gradient and the sampled twin's unbiasedness; "
+               "tests/test_online_games.py: convergence to the regularised Nash equilibrium"))
+del _name, _aliases, _display, _arxiv, _formula

@@ -2,7 +2,7 @@
 
 AOT asks that a distribution U of "good" scores stochastically dominate (first order) a distribution V of
 "bad" scores: paired AOT compares the policy's margins log π(y_w) − log π(y_l) with the reference's,
-unpaired AOT compares the chosen log-ratios with the rejected ones (THEORY.md §5). The violation of
+unpaired AOT compares the chosen log-ratios with the rejected ones (docs/theory.md §5). The violation of
 dominance is measured by the optimal-transport cost with a convex cost h,
 
   OT_h(U, V) = ∫₀¹ h(Q_U(t) − Q_V(t)) dt,       on n samples each: (1/n) Σ_i h(u_(i) − v_(i)),
@@ -13,7 +13,7 @@ the sorted loss equals min_σ (1/n) Σ_i h(u_i − v_σ(i)) (tested against brut
 
 Costs (registry `OT_COSTS`), each a function of z = βx of the scaled difference x = u − v:
 logistic log(1 + e^{−z}) (with label smoothing ε: (1 − ε) softplus(−z) + ε softplus(z)), squared hinge
-(1 − z)₊² and least squares (1 − z)². THEORY.md writes the last two as (β − x)₊² and (β − x)²; we use
+(1 − z)₊² and least squares (1 − z)². The last two are also written (β − x)₊² and (β − x)²; we use
 the paper's (1 − βx) form so that β plays the same role (an inverse temperature) for every cost, as it
 does in the logistic cost and in `pairwise.aot`. The two differ only by the scaling of x.
 
@@ -41,6 +41,7 @@ from jax.sharding import PartitionSpec
 
 from prefjax.errors import PrefjaxError
 from prefjax.objectives import _checks
+from prefjax.objectives import spec
 from prefjax.objectives.registry import Registry
 
 
@@ -187,7 +188,7 @@ def global_sort(x_local, axis_name, soft_temperature=None):
 
 def ot_losses(u, v, *, cost="logistic", beta=1.0, label_smoothing=0.0, soft_temperature=None,
               check_finite=False):
-  """Per-order-statistic terms of the 1-D OT cost: h(β(u_(i) − v_(i))) (THEORY.md §5, 2406.05882).
+  """Per-order-statistic terms of the 1-D OT cost: h(β(u_(i) − v_(i))) (docs/theory.md §5, 2406.05882).
 
   Their mean is OT_h between the empirical distributions of `u` and `v`; for convex h it equals the minimum
   over all pairings σ of (1/n) Σ_i h(β(u_i − v_σ(i))). Batch-coupled: term i belongs to the i-th order
@@ -337,7 +338,7 @@ def empirical_quantiles(x, levels):
 
 
 def fsd_violation(chosen, rejected, *, num_levels: Optional[int] = None):
-  """Fraction of quantile levels t ∈ (0, 1) where Q_chosen(t) < Q_rejected(t) (THEORY.md §5).
+  """Fraction of quantile levels t ∈ (0, 1) where Q_chosen(t) < Q_rejected(t) (docs/theory.md §5).
 
   0 means the chosen distribution first-order stochastically dominates the rejected one (AOT's goal),
   1 that it is dominated everywhere. The levels are the midpoints t_k = (k + ½)/L; by default
@@ -363,3 +364,35 @@ def fsd_violation(chosen, rejected, *, num_levels: Optional[int] = None):
   violated = empirical_quantiles(chosen.astype(dtype), levels) < empirical_quantiles(
       rejected.astype(dtype), levels)
   return violated.astype(dtype).mean()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Declarations in the objective index (`prefjax.objectives.spec`): AOT with each non-logistic cost (the
+# logistic ones are the pairwise family's `aot` and `aot_unpaired`).
+# ----------------------------------------------------------------------------------------------------
+
+
+def _aot_build(loss_fn, cost):
+
+  def build(options):
+
+    def fn(batch, hp, state, key):
+      del key
+      return loss_fn(batch.policy_chosen_logps, batch.policy_rejected_logps, batch.ref_chosen_logps,
+                     batch.ref_rejected_logps, beta=hp.beta, cost=cost, **options), state
+
+    return spec.Loss(fn)
+
+  return build
+
+
+_COSTS = [c for c in OT_COSTS.names() if OT_COSTS.canonical(c) == c and c != "logistic"]
+for _kind, _loss_fn, _formula in (("paired", aot_paired_loss, "β(sort(m^π)_(i) − sort(m^ref)_(i))"),
+                                  ("unpaired", aot_unpaired_loss, "β(sort(ρ_w)_(i) − sort(ρ_l)_(i))")):
+  for _cost in _COSTS:
+    spec.declare(spec.Objective(
+        f"aot_{_kind}_{_cost}", "distributional", "pair", _aot_build(_loss_fn, _cost),
+        options=(("soft_temperature", None),), batch_coupled=True, display_name=f"AOT {_kind} ({_cost})",
+        arxiv="2406.05882", formula=f"{_cost} cost of {_formula}",
+        verified="tests/test_ot.py: the sorted loss equals the optimal pairing (brute force, assignment)"))
+del _kind, _loss_fn, _formula, _cost

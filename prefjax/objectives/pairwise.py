@@ -2,7 +2,7 @@
 
 Every objective maps per-example sequence log-probs of the policy and the reference, for the chosen (y_w)
 and rejected (y_l) responses, `[B]` each, to per-example losses `[B]`; the batch loss is their mean
-(THEORY.md §2). In a bandit a "sequence log-prob" is log π(y).
+(docs/theory.md §2). In a bandit a "sequence log-prob" is log π(y).
 
 Notation: ρ = log π(y) − log π_ref(y) (the log-ratio, summed over tokens), n = token count, σ the
 logistic function, β the regularisation strength (τ in the IPO paper), ε the label smoothing.
@@ -43,6 +43,7 @@ import numpy as np
 from prefjax.errors import PrefjaxError
 from prefjax.objectives import _checks
 from prefjax.objectives import divergences
+from prefjax.objectives import spec
 from prefjax.objectives.registry import Registry
 
 # TRL replaces ε = 0 by this value in exo_pair (log ε would be −∞); we follow it.
@@ -180,7 +181,7 @@ def bco_pair_loss(chosen, rejected, beta):
   """BCO on pairs (2404.04656): binary classification of chosen vs rejected implicit rewards.
 
   loss = −log σ(βρ_w) − log σ(−βρ_l). The paper (and TRL) subtract a running mean δ of the rewards from
-  both logits; that is stateful, so this stateless version fixes δ = 0 (THEORY.md §2).
+  both logits; that is stateful, so this stateless version fixes δ = 0 (docs/theory.md §2).
 
   Switches: divergence does not apply (reverse KL only); length normalisation replaces ρ by ρ/n; ε is
   not used.
@@ -222,7 +223,7 @@ def aot_loss(policy_margins, ref_margins, beta, label_smoothing=0.0):
   δ_(i) = sort_B(log π(y_w) − log π(y_l))_(i) − sort_B(log π_ref(y_w) − log π_ref(y_l))_(i), and
   loss_i = −(1 − ε) log σ(βδ_(i)) − ε log σ(−βδ_(i)), ε ∈ [0, ½]. The mean over the batch is the
   one-dimensional optimal-transport cost with the (convex) logistic cost, i.e. the minimum over all pairings
-  of policy and reference margins (THEORY.md §5).
+  of policy and reference margins (docs/theory.md §5).
 
   Batch-coupled: the i-th loss belongs to the i-th order statistics, not to example i, and the sort must see
   the whole (global) batch; under data-parallel sharding gather the margins first.
@@ -435,47 +436,101 @@ PAIRWISE_LOSSES = PAIRWISE_REGISTRY.view
 _HALF = SmoothingRange(0.0, 0.5)
 
 
-def _entry(name, fn, **spec):
-  PAIRWISE_REGISTRY.register(name, PairwiseObjective(fn, **spec))
+# Static options of every pairwise objective in the objective index (`spec.Objective.options`): the switches.
+PAIR_OPTIONS = (("length_normalize", False), ("divergence", "reverse_kl"), ("alpha", 0.5), ("discopop_tau", 0.05))
+
+_VERIFIED = ("tests/test_pairwise.py: float64 numpy formulas, float32 vs float64, gradients (check_grads), "
+             "jit/vmap, aliases; LM step vs TRL 1.16 DPOTrainer (benchmarks/trl_dpo_step.py)")
+
+
+def _pair_build(name):
+  """`spec.Objective.build` of pairwise objective `name`: `pairwise_loss` over a `spec.PairBatch`."""
+
+  def build(options):
+    uses_eps = PAIRWISE_REGISTRY.get(name).label_smoothing is not None
+
+    def fn(batch, hp, state, key):
+      del key
+      eps = hp.label_smoothing if uses_eps else 0.0
+      return pairwise_loss(name, batch.policy_chosen_logps, batch.policy_rejected_logps, batch.ref_chosen_logps,
+                           batch.ref_rejected_logps, beta=hp.beta, label_smoothing=eps,
+                           chosen_lengths=batch.chosen_lengths, rejected_lengths=batch.rejected_lengths,
+                           **options), state
+
+    one = jnp.ones((2,), jnp.float32)  # Bad static options fail here, not inside a trainer's trace.
+    jax.eval_shape(lambda x: pairwise_loss(name, x, x, x, x, beta=1.0, chosen_lengths=x, rejected_lengths=x,
+                                           **options), one)
+    return spec.Loss(fn)
+
+  return build
+
+
+def _declare(name, objective, *, aliases=(), overwrite=False, **meta):
+  spec.declare(spec.Objective(
+      name, "pairwise", "pair", _pair_build(name), aliases=aliases, options=PAIR_OPTIONS,
+      uses_label_smoothing=objective.label_smoothing is not None, batch_coupled=objective.batch_coupled,
+      formula=meta.pop("formula", objective.doc), **meta), overwrite=overwrite)
+
+
+def _entry(name, fn, *, aliases=(), display_name="", arxiv="", optimum=None, alias_display_names=(),
+           verified=_VERIFIED, **switches):
+  objective = PAIRWISE_REGISTRY.register(name, PairwiseObjective(fn, **switches))
+  for alias in aliases:
+    PAIRWISE_REGISTRY.alias(alias, name)
+  _declare(name, objective, aliases=aliases, display_name=display_name, arxiv=arxiv, optimum=optimum,
+           alias_display_names=alias_display_names, verified=verified)
 
 
 _entry("sigmoid", lambda x, h: sigmoid_loss(x.margins, h.beta, h.label_smoothing),
-       label_smoothing=_HALF, divergence=True, doc="−(1−ε) log σ(βΔ) − ε log σ(−βΔ)")
-_entry("hinge", lambda x, h: hinge_loss(x.margins, h.beta), divergence=True, doc="max(0, 1 − βΔ)")
-_entry("ipo", lambda x, h: ipo_loss(x.margins, h.beta), divergence=True, doc="(Δ − 1/(2β))²")
+       label_smoothing=_HALF, divergence=True, doc="−(1−ε) log σ(βΔ) − ε log σ(−βΔ)",
+       aliases=("dpo", "cdpo"), display_name="DPO", alias_display_names=(("cdpo", "cDPO"),), arxiv="2305.18290",
+       optimum="rlhf")
+_entry("hinge", lambda x, h: hinge_loss(x.margins, h.beta), divergence=True, doc="max(0, 1 − βΔ)",
+       aliases=("slic",), display_name="SLiC", arxiv="2305.10425")
+_entry("ipo", lambda x, h: ipo_loss(x.margins, h.beta), divergence=True, doc="(Δ − 1/(2β))²",
+       display_name="IPO", arxiv="2310.12036", optimum="ipo")
 _entry("robust", lambda x, h: robust_loss(x.margins, h.beta, h.label_smoothing),
        label_smoothing=SmoothingRange(0.0, 0.5, high_open=True), divergence=True,
-       doc="[−(1−ε) log σ(βΔ) + ε log σ(−βΔ)]/(1 − 2ε)")
+       doc="[−(1−ε) log σ(βΔ) + ε log σ(−βΔ)]/(1 − 2ε)",
+       display_name="rDPO", arxiv="2403.00409")
 _entry("exo_pair", lambda x, h: exo_pair_loss(x.margins, h.beta, h.label_smoothing),
        label_smoothing=SmoothingRange(0.0, 1.0, high_open=True), divergence=True,
-       doc="KL(σ(±βΔ) ‖ (1−ε, ε)); ε = 0 means 1e-3")
+       doc="KL(σ(±βΔ) ‖ (1−ε, ε)); ε = 0 means 1e-3",
+       display_name="EXO", arxiv="2402.00856")
 _entry("nca_pair", lambda x, h: nca_pair_loss(x.chosen, x.rejected, h.beta),
-       doc="−log σ(βρ_w) − ½ log σ(−βρ_w) − ½ log σ(−βρ_l)")
+       doc="−log σ(βρ_w) − ½ log σ(−βρ_w) − ½ log σ(−βρ_l)",
+       display_name="NCA (pair)", arxiv="2402.05369")
 _entry("bco_pair", lambda x, h: bco_pair_loss(x.chosen, x.rejected, h.beta),
-       doc="−log σ(βρ_w) − log σ(−βρ_l)")
+       doc="−log σ(βρ_w) − log σ(−βρ_l)",
+       display_name="BCO (pair)", arxiv="2404.04656")
 _entry("sppo_hard", lambda x, h: sppo_hard_loss(x.chosen, x.rejected, h.beta),
-       doc="(ρ_w − 1/(2β))² + (ρ_l + 1/(2β))²")
+       doc="(ρ_w − 1/(2β))² + (ρ_l + 1/(2β))²",
+       display_name="SPPO (hard)", arxiv="2405.00675")
 _entry("aot", lambda x, h: aot_loss(x.policy_margins, x.ref_margins, h.beta, h.label_smoothing),
        label_smoothing=_HALF, batch_coupled=True,
-       doc="smoothed logistic of sort(policy margins) − sort(ref margins)")
+       doc="smoothed logistic of sort(policy margins) − sort(ref margins)",
+       display_name="AOT (paired)", arxiv="2406.05882")
 _entry("aot_unpaired", lambda x, h: aot_unpaired_loss(x.chosen, x.rejected, h.beta, h.label_smoothing),
        label_smoothing=_HALF, divergence=True, batch_coupled=True,
-       doc="smoothed logistic of sort(s_w) − sort(s_l)")
+       doc="smoothed logistic of sort(s_w) − sort(s_l)",
+       aliases=("aot_pair",), display_name="AOT (unpaired)", arxiv="2406.05882")
 _entry("apo_zero", lambda x, h: apo_zero_loss(x.chosen, x.rejected, h.beta),
-       doc="1 − σ(βρ_w) + σ(βρ_l)")
+       doc="1 − σ(βρ_w) + σ(βρ_l)",
+       display_name="APO-zero", arxiv="2408.06266")
 _entry("apo_down", lambda x, h: apo_down_loss(x.chosen, x.rejected, h.beta),
-       doc="σ(βρ_w) + 1 − σ(β(ρ_w − ρ_l))")
+       doc="σ(βρ_w) + 1 − σ(β(ρ_w − ρ_l))",
+       display_name="APO-down", arxiv="2408.06266")
 _entry("discopop", lambda x, h: discopop_loss(x.margins, h.beta, h.discopop_tau), divergence=True,
-       doc="(1 − σ(βΔ/τ)) (−log σ(βΔ)) + σ(βΔ/τ) e^{−βΔ}")
+       doc="(1 − σ(βΔ/τ)) (−log σ(βΔ)) + σ(βΔ/τ) e^{−βΔ}",
+       display_name="DiscoPOP", arxiv="2406.08414")
 _entry("sigmoid_norm", lambda x, h: sigmoid_loss(x.margins, h.beta), divergence=True,
-       length_normalize="always", doc="−log σ(β(s_w/n_w − s_l/n_l))")
+       length_normalize="always", doc="−log σ(β(s_w/n_w − s_l/n_l))",
+       display_name="DPO (length-normalised)")
 _entry("sft", lambda x, h: sft_loss(x.policy_chosen_logps, x.chosen_lengths),
-       length_normalize="never", requires_chosen_lengths=True, doc="−log π(y_w) / n_w")
+       length_normalize="never", requires_chosen_lengths=True, doc="−log π(y_w) / n_w",
+       display_name="SFT")
 
-PAIRWISE_REGISTRY.alias("dpo", "sigmoid")
-PAIRWISE_REGISTRY.alias("cdpo", "sigmoid")
-PAIRWISE_REGISTRY.alias("slic", "hinge")
-PAIRWISE_REGISTRY.alias("aot_pair", "aot_unpaired")  # TRL's name; see the module docstring.
+# "aot_pair" (an alias of aot_unpaired above) is TRL's name; see the module docstring.
 
 
 def register_pairwise(name, fn, *, label_smoothing=None, divergence=False, length_normalize="switch",
@@ -494,17 +549,33 @@ def register_pairwise(name, fn, *, label_smoothing=None, divergence=False, lengt
     overwrite: replace an existing objective of that name.
 
   Returns:
-    The registered `PairwiseObjective`.
+    The registered `PairwiseObjective`; it is also declared in the objective index (`spec`, contract
+    "pair"), so the bandit trainers, the objective benchmark and the LM trainers accept its name.
   """
   if not isinstance(fn, PairwiseObjective):
     fn = PairwiseObjective(fn, label_smoothing=label_smoothing, divergence=divergence,
                            length_normalize=length_normalize,
                            requires_chosen_lengths=requires_chosen_lengths, batch_coupled=batch_coupled)
-  return PAIRWISE_REGISTRY.register(name, fn, overwrite=overwrite)
+  objective = PAIRWISE_REGISTRY.register(name, fn, overwrite=overwrite)
+  # The objective index too, so the objective reaches every trainer of the "pair" contract by name.
+  _declare(name, objective, overwrite=overwrite, verified="registered at run time (register_pairwise)")
+  return objective
+
+
+def unregister_pairwise(name):
+  """Removes a pairwise objective (and its aliases) from the registry and the objective index."""
+  objective = PAIRWISE_REGISTRY.unregister(name)
+  spec.undeclare(f"pairwise:{name}")
+  return objective
 
 
 def is_batch_coupled(name):
-  """Whether objective `name` (or any component of a combination) couples the examples of a batch."""
+  """Whether objective `name` (or any component of a combination) couples the examples of a batch.
+
+  A name outside the pairwise family is answered from the objective index (`spec`).
+  """
+  if isinstance(name, str) and name not in PAIRWISE_REGISTRY:
+    return spec.get(name).batch_coupled
   return any(objective.batch_coupled for _, objective, _ in _parse_name(name))
 
 
@@ -519,7 +590,7 @@ def list_objectives():
 
 
 class PairwiseMetrics(NamedTuple):
-  """Logging extras in TRL's sense (THEORY.md §9); gradients are stopped.
+  """Logging extras in TRL's sense (docs/theory.md §9); gradients are stopped.
 
   Attributes:
     rewards_chosen: `[B]` β (log π(y_w) − log π_ref(y_w)), summed log-probs, whatever the switches.
@@ -720,13 +791,18 @@ def pairwise_loss_and_metrics(name, policy_chosen_logps, policy_rejected_logps, 
     losses = term if losses is None else losses + term
   losses = losses.astype(dtype)
 
-  policy_w, policy_l, ref_w, ref_l = (jax.lax.stop_gradient(x) for x in logps)
-  beta_sg = jax.lax.stop_gradient(hparams.beta)
+  return losses, reward_metrics(*logps, hparams.beta)
+
+
+def reward_metrics(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta):
+  """TRL's reward metrics of a batch of pairs (`PairwiseMetrics`, gradients stopped), whatever the objective."""
+  policy_w, policy_l, ref_w, ref_l = (jax.lax.stop_gradient(x) for x in (
+      policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps))
+  beta_sg = jax.lax.stop_gradient(jnp.asarray(beta, policy_w.dtype))
   rewards_chosen = beta_sg * (policy_w - ref_w)
   rewards_rejected = beta_sg * (policy_l - ref_l)
   margins = rewards_chosen - rewards_rejected
-  metrics = PairwiseMetrics(rewards_chosen, rewards_rejected, margins, (margins > 0).astype(dtype))
-  return losses, metrics
+  return PairwiseMetrics(rewards_chosen, rewards_rejected, margins, (margins > 0).astype(policy_w.dtype))
 
 
 def pairwise_loss(name, policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,

@@ -1,4 +1,4 @@
-"""Single-response, binary-feedback, cross-prompt and unlikelihood objectives (THEORY.md §2, second list).
+"""Single-response, binary-feedback, cross-prompt and unlikelihood objectives (docs/theory.md §2, second list).
 
 - DRO (Richemond et al. 2405.19107): single-trajectory data (x, y, r), a policy and a value function,
   ½ (r − V(x) − τ ℓ_π(y|x))², with optimum π* ∝ π_ref e^{r̄/τ}, V* = τ log E_{π_ref} e^{r̄/τ}.
@@ -25,6 +25,7 @@ import numpy as np
 
 from prefjax.errors import PrefjaxError
 from prefjax.objectives import _checks
+from prefjax.objectives import spec
 
 
 _concrete = _checks.concrete
@@ -270,7 +271,7 @@ def pairwise_cringe_loss(policy_chosen_logps, policy_rejected_logps, chosen_leng
   Not verified against an equation: the paper's method section was not reachable (searched the pages corpus for
   arxiv.org/abs|html/2312.16682 and ar5iv: only the abstract and introduction are stored) and no official code
   is public; the abstract confirms "a simple soft margin extension" of the Cringe loss gated by the sequence
-  log-likelihood gap. This is THEORY.md §2's form: g = σ((b − (log π(y_w) − log π(y_l))) / T) gates the Cringe
+  log-likelihood gap. This is the form documented in docs/theory.md §2.2: g = σ((b − (log π(y_w) − log π(y_l))) / T) gates the Cringe
   term: it is ≈ 1 while the chosen response is not ahead of the rejected one by the margin b, and ≈ 0 once it
   is. The gate is a constant of the loss (gradients stopped; our decision), NLL(y_w) = −log π(y_w)/n_w is the
   token-mean likelihood loss and Cringe(y_l) comes from `cringe_token_losses` on the rejected sequence.
@@ -368,3 +369,83 @@ def simplemix(key, on_policy_pairs, off_policy_pairs, *, num_pairs, on_policy_fr
   on_flag = jnp.concatenate([jnp.ones(n_on, bool), jnp.zeros(n_off, bool)])[order]
   source = jnp.concatenate([on_idx, off_idx])[order]
   return MixedPairs(mixed, on_flag, source)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Declarations in the objective index (`prefjax.objectives.spec`).
+# ----------------------------------------------------------------------------------------------------
+
+
+def _dro_build(options):
+  del options
+
+  def fn(batch, hp, state, key):
+    del key
+    out = dro_losses(batch.policy_logps, batch.ref_logps, batch.values, batch.rewards, tau=hp.beta)
+    return out.policy + out.value, state  # the joint loss: its gradient is the policy's and the value's
+
+  return spec.Loss(fn, needs_value=True)
+
+
+def _bco_build(options):
+  del options
+
+  def fn(batch, hp, state, key):
+    del key
+    return bco_loss(batch.policy_logps, batch.ref_logps, batch.desirable, state, beta=hp.beta)
+
+  return spec.Loss(fn, init_state=lambda key: bco_init(jnp.float32))
+
+
+def _jpo_build(options):
+  del options
+
+  def fn(batch, hp, state, key):
+    del key
+    pair = lambda b: jpo_loss(b.policy_chosen_logps, b.ref_chosen_logps, b.policy_rejected_logps,
+                              b.ref_rejected_logps, beta=hp.beta)
+    return 0.5 * (pair(batch.conditional) + pair(batch.joint)), state
+
+  return spec.Loss(fn)
+
+
+# Pairwise Cringe's defaults, set for a bandit's log-probability scale (one "token" = the response): the
+# sequence-level gate's margin b and temperature T (the paper tunes them for LM sequences); top-k = 5 candidate
+# positives as in the Cringe loss's experiments.
+CRINGE_DEFAULTS = {"alpha": 1.0, "margin": 2.0, "temperature": 1.0, "top_k": 5}
+
+
+def _cringe_build(options):
+
+  def fn(batch, hp, state, key):
+    del hp
+    p = batch.pair
+    top_k = min(int(options["top_k"]), batch.rejected_logits.shape[-1] - 1)
+    cringe = cringe_token_losses(batch.rejected_logits, batch.rejected_tokens, batch.rejected_mask, key,
+                                 top_k=top_k)
+    lengths = p.chosen_lengths if p.chosen_lengths is not None else jnp.ones_like(p.policy_chosen_logps)
+    return pairwise_cringe_loss(p.policy_chosen_logps, p.policy_rejected_logps, lengths, cringe,
+                                alpha=float(options["alpha"]), margin=float(options["margin"]),
+                                temperature=float(options["temperature"])), state
+
+  return spec.Loss(fn)
+
+
+spec.declare(spec.Objective(
+    "dro", "single", "single", _dro_build, display_name="DRO-V", arxiv="2405.19107", optimum="rlhf",
+    formula="½ (r − V(x) − τ log(π(y|x)/π_ref(y|x)))², τ = β, V learned with the policy",
+    verified="tests/test_single.py: the trained policy and value equal the closed-form optimum"))
+spec.declare(spec.Objective(
+    "bco", "single", "single", _bco_build, stateful=True, batch_coupled=True, display_name="BCO",
+    arxiv="2404.04656",
+    formula="−log σ(βρ − δ) (desirable), −log σ(−(βρ − δ)) (undesirable); δ a running mean of βρ",
+    verified="tests/test_single.py: numpy with the running shift (TRL's BCO trainer's rule)"))
+spec.declare(spec.Objective(
+    "jpo", "cross_prompt", "cross_prompt", _jpo_build, display_name="JPO", arxiv="2404.00530",
+    formula="½ [DPO(x, y_w ≻ x, y_l) + DPO((x_w, y_w) ≻ (x_l, y_l))], across prompts",
+    verified="tests/test_single.py: equals the DPO loss on cross-prompt pairs"))
+spec.declare(spec.Objective(
+    "cringe", "unlikelihood", "token", _cringe_build, options=tuple(CRINGE_DEFAULTS.items()),
+    display_name="Pairwise Cringe", arxiv="2312.16682",
+    formula="−log π(y_w)/n_w + α σ((b − (log π(y_w) − log π(y_l)))/T) · Cringe(y_l)",
+    verified="tests/test_single.py: token-level Cringe vs the official rule (ParlAI), gate and NLL terms"))

@@ -1,6 +1,6 @@
 """Preference models and rankings: battles tables, BT/Thurstone/PL/ties/outside-option MLE, Elo, Borda.
 
-THEORY.md §7. Typical use:
+docs/theory.md §7. Typical use:
 
   battles = ranking.load_battles("arena.jsonl")
   fit = ranking.fit_bradley_terry(battles)                 # centred natural-log scores

@@ -1,6 +1,6 @@
 """Aggregating pairwise judgements: Borda, Enhanced Borda Count, order calibration, cyclic triads.
 
-Preference matrices follow THEORY.md §0: P[i, j] = p(i ≻ j), P + Pᵀ = 1. A judge queried with i shown
+Preference matrices follow docs/theory.md §0: P[i, j] = p(i ≻ j), P + Pᵀ = 1. A judge queried with i shown
 first gives J[i, j] = p(first ≻ second), which need not satisfy J + Jᵀ = 1 (position bias);
 `calibrate_order` turns it into a preference matrix.
 """

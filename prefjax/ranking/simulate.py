@@ -1,4 +1,4 @@
-"""Simulated arenas: models with latent skills, pairwise battles and K-wise rankings (THEORY.md §7).
+"""Simulated arenas: models with latent skills, pairwise battles and K-wise rankings (docs/theory.md §7).
 
 A model i has a transitive skill s_i and, optionally, an intransitive part: two latent vectors a_i, b_i ∈ R^D
 with the skew-symmetric logit A_ij = c (a_i · b_j − a_j · b_i) (the "blade–chest" / disc game form of
