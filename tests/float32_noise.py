@@ -13,7 +13,8 @@ weight, plus the rounding noise of a second evaluation); `noise_scale` takes the
 such draws, per output array. Two paths that each round differently then differ by at most a small multiple
 of it: `FACTOR` = 2 x 2 allows for two independent rounding patterns adding (path A's and path B's) and for
 the activations' rounding, which the weight nudge does not reproduce (each activation is rounded about as
-often as the weights it meets). On this suite's models the two paths differ by 0.2-0.7 of the nudge's change. A wrong computation (a dropped mask, a wrong position) moves the
+often as the weights it meets). On the transformer tests (tests/test_lm_model.py) the two paths differ by
+0.2-0.7 of the nudge's change. A wrong computation (a dropped mask, a wrong position) moves the
 outputs by orders of magnitude more, so the comparison keeps its power; each test that uses this also checks
 that.
 """

@@ -182,15 +182,88 @@ def test_response_window_step_equals_the_full_head():
   # gradients' equality is tests/test_lm_model.py's windowed-head test).
   full_logps = jax.jit(tr.make_logps_fn(config))
 
-  def metrics(p):
-    pw, pl, _, _ = full_logps(p, batch)
-    rw, rl, _, _ = full_logps(params, batch)
+  def metrics(both):
+    pw, pl, _, _ = full_logps(both[0], batch)
+    rw, rl, _, _ = full_logps(both[1], batch)
     return {"logps/chosen": np.mean(pw), "logps/rejected": np.mean(pl),
             "rewards/margins": 0.1 * np.mean((pw - rw) - (pl - rl))}
-  want, noise = metrics(policy), float32_noise.noise_scale(metrics, policy)
+  # The policy's and the reference's parameters both enter the compared numbers: both are nudged.
+  want, noise = metrics((policy, params)), float32_noise.noise_scale(metrics, (policy, params))
   assert abs(want["rewards/margins"]) > 1e-3
   for k, v in want.items():
     float32_noise.assert_close(got[k], v, noise[k], err_msg=k)
   _, m0 = step_window(tr.init_state(config, cfg, params, jax.random.key(0), mesh), micro, params)
   m0 = jax.device_get(m0)
   assert m0["loss"] == np.float32(math.log(2.0)) and m0["rewards/margins"] == 0.0
+
+
+def test_ranking_contract_step_equals_the_listwise_loss_of_each_response_scored_alone(tmp_path):
+  """A ranking-contract objective (K = 4 responses per prompt, scored by the exact reward): the step's loss is
+  `listwise_loss` of the log-probs of each response scored in its own forward pass; `train` runs it end to
+  end from `RankingArrays`; a pair batch, the reference cache and packing are refused by name."""
+  import float32_noise  # pylint: disable=g-import-not-at-top
+  from prefjax import objectives  # pylint: disable=g-import-not-at-top
+  task, config, params, _ = _tiny()
+  ref_logp = np.asarray(jax.jit(syn.make_policy_logp(task, config))(params))
+  data = tr.RankingArrays(syn.make_rankings(task, ref_logp, 16, 4, jax.random.key(3)))
+  batch = next(data.iterator(8, seed=0))
+  policy = jax.tree.map(lambda x: x * 1.5, params)
+  cfg = tr.TrainConfig(objective="infonca", beta=0.5, batch_size=8, num_steps=2, learning_rate=1e-2,
+                       reference="live", log_every=1)
+  mesh = tr.shd.make_mesh(devices=jax.devices()[:1])
+  step = jax.jit(tr.make_train_step(config, cfg, live_reference=True))
+  loss = lambda p: jax.device_get(step(tr.init_state(config, cfg, p, jax.random.key(0), mesh),
+                                       {k: v[None] for k, v in batch.items()}, params)[1])["loss"]
+  # Independent: each response k as its own [B, L] batch through the pairwise log-prob function.
+  single = jax.jit(tr.make_logps_fn(config))
+
+  def alone(p):
+    cols = []
+    for k in range(4):
+      side = {f"{s}_{kind}_BxL": batch[f"{kind}_BxKxL"][:, k] for s in tr.SIDES
+              for kind in ("tokens", "loss_mask", "attention_mask")}
+      cols.append(single(p, side)[0])
+    return jnp.stack(cols, axis=1)
+
+  want = np.mean(objectives.listwise.listwise_loss("infonca", alone(policy), alone(params), beta=0.5,
+                                          rewards=batch["scores_BxK"]))
+  noise = float32_noise.noise_scale(lambda p: np.mean(objectives.listwise.listwise_loss(
+      "infonca", alone(p), alone(params), beta=0.5, rewards=batch["scores_BxK"])), policy)
+  float32_noise.assert_close(loss(policy), want, noise)
+  assert abs(float(want) - float(loss(params))) > 100 * noise  # policy ≠ reference: a real comparison
+
+  result = tr.train(config, cfg, data, str(tmp_path / "run"), init_params=policy, ref_params=params,
+                    verbose=False)
+  assert int(result.state.step) == 2 and [r["step"] for r in result.history] == [1, 2]
+  assert all(np.isfinite(r["loss"]) and "rewards/accuracies" in r for r in result.history)
+  with pytest.raises(PrefjaxError, match="reference='live'"):
+    tr.TrainConfig(objective="infonca")
+  with pytest.raises(PrefjaxError, match="pack_segments=0"):
+    tr.TrainConfig(objective="lipo_lambda", reference="live", pack_segments=2)
+  pair_batch = next(_tiny()[3].iterator(8, seed=0))
+  with pytest.raises(PrefjaxError, match=r"contract 'ranking'\) needs a batch with"):
+    step(tr.init_state(config, cfg, policy, jax.random.key(0), mesh), {k: v[None] for k, v in pair_batch.items()},
+         params)
+
+
+def test_ranking_objective_trains_on_multi_response_jsonl(tmp_path):
+  """prompt / responses / scores JSONL (MultiResponseDataset, byte tokenizer) through `train` with LiPO-λ."""
+  import json as json_lib  # pylint: disable=g-import-not-at-top
+  from prefjax.lm import data as lm_data  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  path = tmp_path / "k.jsonl"
+  with open(path, "w", encoding="utf-8") as f:
+    for i in range(8):
+      responses = [f"answer {i} {w}" for w in ("yes", "no", "maybe")]
+      f.write(json_lib.dumps({"prompt": f"question {i}?", "responses": responses,
+                              "scores": [float(x) for x in rng.normal(size=3)]}) + "\n")
+  ds = lm_data.MultiResponseDataset.from_jsonl(str(path), max_length=32)
+  config = lm_model.TransformerConfig(vocab_size=ds.tokenizer.vocab_size, d_model=16, num_layers=1, num_heads=2,
+                                      d_ff=32, max_len=32, style="llama")
+  params = nn.unbox(lm_model.init_params(config, jax.random.key(0)))
+  cfg = tr.TrainConfig(objective="lipo_lambda", beta=0.5, batch_size=4, num_steps=2, learning_rate=1e-2,
+                       reference="live", log_every=1)
+  result = tr.train(config, cfg, ds, str(tmp_path / "run"), init_params=params, verbose=False)
+  assert [r["step"] for r in result.history] == [1, 2] and all(np.isfinite(r["loss"]) for r in result.history)
+  # At step 1 the policy is the reference: every implicit reward is 0, and LiPO-λ's loss is its value at 0.
+  assert result.history[0]["rewards/mean"] == 0.0

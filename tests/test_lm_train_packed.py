@@ -112,13 +112,15 @@ def test_packed_step_equals_unpacked_step_on_the_same_pairs(tmp_path):
                                    ("windowed", cfg_packed, batch, 2, window)):
     step = jax.jit(tr.make_train_step(config, cfg, live_reference=True, window=win))
 
-    def run(p, cfg=cfg, b=b, accum=accum, step=step):
-      new, m = step(tr.init_state(config, cfg, p, jax.random.key(0), mesh), _stack(b, accum), ref_params)
+    def run(both, cfg=cfg, b=b, accum=accum, step=step):
+      p, ref = both
+      new, m = step(tr.init_state(config, cfg, p, jax.random.key(0), mesh), _stack(b, accum), ref)
       return (jax.device_get(m), jax.tree.map(lambda x, y: np.asarray(x) - np.asarray(y),
                                               jax.device_get(new.params), jax.device_get(p)))
-    out[name], steps[name] = run(params), run
+    out[name], steps[name] = run((params, ref_params)), run
   (ma, ua) = out["alone"]
-  noise_m, noise_u = float32_noise.noise_scale(steps["alone"], params)
+  # Both the policy's and the reference's parameters enter the compared numbers: both are nudged.
+  noise_m, noise_u = float32_noise.noise_scale(steps["alone"], (params, ref_params))
   assert max(float(np.max(np.abs(x))) for x in jax.tree.leaves(ua)) > 1e-3  # the step moved the parameters
   for name in ("packed", "windowed"):
     mp, up = out[name]
@@ -226,9 +228,9 @@ def test_precomputed_reference_matches_live_and_hits_across_rows(tmp_path):
   cache = tr.ReferenceCache(None)
   w, l = cache.lookup_packed(batch, 2, compute)
   assert w.shape == l.shape == (2, 2) and len(cache.table) == sum(len(r) for r in rows)
-  live = lambda p: jax.device_get(jlive(tr.init_state(config, cfg_live, p, jax.random.key(0), mesh),
-                                       _stack(batch, 1), ref_params)[1])
-  m_live, noise_live = live(params), float32_noise.noise_scale(live, params)
+  live = lambda both: jax.device_get(jlive(tr.init_state(config, cfg_live, both[0], jax.random.key(0), mesh),
+                                          _stack(batch, 1), both[1])[1])
+  m_live, noise_live = live((params, ref_params)), float32_noise.noise_scale(live, (params, ref_params))
   state = tr.init_state(config, cfg_pre, params, jax.random.key(0), mesh)
   _, m_pre = jpre(state, _stack({**batch, "ref_chosen_logps_BxS": w, "ref_rejected_logps_BxS": l}, 1),
                   None)

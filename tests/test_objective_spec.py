@@ -92,14 +92,19 @@ def _tiny_lm():
   params = nn.unbox(lm_model.init_params(config, jax.random.key(0)))
   ref_logp = np.asarray(jax.jit(syn.make_policy_logp(task, config))(params))
   pairs = syn.make_pairs(task, ref_logp, 8, jax.random.key(1))
-  batch = next(lm_train.PairArrays(pairs).iterator(8, seed=0))
-  return config, params, batch
+  rankings = syn.make_rankings(task, ref_logp, 8, 4, jax.random.key(2))
+  batches = {"pair": next(lm_train.PairArrays(pairs).iterator(8, seed=0)),
+             "ranking": next(lm_train.RankingArrays(rankings).iterator(8, seed=0))}
+  return config, params, batches
 
 
 def _lm_step(objective):
-  """One LM offline optimiser step with `objective` (policy ≠ reference); returns its metrics."""
-  config, params, batch = _tiny_lm()
-  cfg = lm_train.TrainConfig(objective=objective, beta=0.5, batch_size=8, num_steps=1, learning_rate=1e-2)
+  """One LM offline optimiser step with `objective` (policy ≠ reference) on its contract's batch."""
+  config, params, batches = _tiny_lm()
+  contract = lm_train.contract_of(objective)
+  batch = batches[contract]
+  cfg = lm_train.TrainConfig(objective=objective, beta=0.5, batch_size=8, num_steps=1, learning_rate=1e-2,
+                             reference="live" if contract == "ranking" else "precomputed")
   mesh = lm_train.shd.make_mesh(devices=jax.devices()[:1])
   policy = jax.tree.map(lambda x: x * 1.5, params)
   state = lm_train.init_state(config, cfg, policy, jax.random.key(0), mesh)
@@ -128,7 +133,7 @@ def _refusal(trainer, contracts):
 
 # One LM step compiles a program per objective (5-15 s each on 2 cores): the default tier steps one objective
 # of each family the trainer feeds and checks every refusal; the acceptance tier steps them all.
-_LM_DEFAULT_TIER = {"sigmoid", "ipo", "aot", "aot_paired_squared_hinge", "gamma_po"}
+_LM_DEFAULT_TIER = {"sigmoid", "ipo", "aot", "aot_paired_squared_hinge", "gamma_po", "infonca", "plackett_luce"}
 
 
 def _lm_params():
@@ -142,7 +147,7 @@ def _lm_params():
 def test_every_objective_trains_an_lm_step_or_is_refused_by_its_contract(name):
   o = spec.get(name)
   if o.contract not in lm_train.CONTRACTS:
-    with pytest.raises(PrefjaxError, match=_refusal("the LM offline trainer", r"\['pair'\]")):
+    with pytest.raises(PrefjaxError, match=_refusal("the LM offline trainer", r"\['pair', 'ranking'\]")):
       lm_train.TrainConfig(objective=name)
     return
   if o.stateful:

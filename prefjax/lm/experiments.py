@@ -86,6 +86,8 @@ def validate_lm_offline(config):
   if config.task == "synthetic":
     validate_synthetic_model(config)
     cc.positive_int(config, "synthetic.num_pairs")
+    if "num_responses" in config.synthetic:
+      cc.integer(config, "synthetic.num_responses", low=2)
   else:
     for field in ("model_dir", "train_path"):
       if not config.get(field):
@@ -99,6 +101,8 @@ def validate_lm_offline(config):
 
 
 def _train_config(config, objective):
+  # The reference cache holds pairs: objectives on K responses per prompt score the reference live.
+  reference = "live" if lm_train.contract_of(objective) == "ranking" else str(config.reference)
   return lm_train.TrainConfig(
       objective=objective, beta=float(config.beta), label_smoothing=float(config.label_smoothing),
       length_normalize=bool(config.length_normalize), reduction=str(config.reduction),
@@ -106,7 +110,7 @@ def _train_config(config, objective):
       num_steps=int(config.num_steps), learning_rate=float(config.learning_rate),
       schedule=str(config.schedule), warmup_steps=int(config.warmup_steps),
       grad_clip=float(config.grad_clip), weight_decay=float(config.weight_decay),
-      reference=str(config.reference), log_every=int(config.log_every),
+      reference=reference, log_every=int(config.log_every),
       eval_every=int(config.eval_every), checkpoint_every=int(config.checkpoint_every),
       seed=int(config.seed),
       # Packed rows (prefjax.lm.data pack_segments); configs without the field train unpacked.
@@ -145,7 +149,13 @@ def _run_synthetic(config, wd):
   logp_fn = jax.jit(syn.make_policy_logp(task, model_config))
   ref_logp = np.asarray(logp_fn(ref_params))
   pairs = syn.make_pairs(task, ref_logp, int(s.num_pairs), key_pairs)
-  dataset = lm_train.PairArrays(pairs)
+  datasets = {"pair": lm_train.PairArrays(pairs)}
+  contracts = {name: lm_train.contract_of(name) for name in names}
+  if "ranking" in contracts.values():
+    # K responses per prompt from π_ref, scored by the exact reward; as many responses in all as the pairs hold.
+    k = int(s.get("num_responses", 4))
+    datasets["ranking"] = lm_train.RankingArrays(syn.make_rankings(
+        task, ref_logp, max(2 * int(s.num_pairs) // k, int(config.batch_size)), k, jax.random.fold_in(key_pairs, 1)))
   eval_fn = lambda params: syn.evaluate(task, logp_fn(params), ref_logp)
   reference = syn.evaluate(task, ref_logp, ref_logp)
   mesh = _mesh(config)
@@ -155,7 +165,7 @@ def _run_synthetic(config, wd):
   arrays, all_records = {}, []
   for name in names:
     print(f"== {name} ==", flush=True)
-    lm_train.train(model_config, train_cfgs[name], dataset, wd.subdir(name), init_params=ref_params,
+    lm_train.train(model_config, train_cfgs[name], datasets[contracts[name]], wd.subdir(name), init_params=ref_params,
                    eval_fn=eval_fn, mesh=mesh, extra_config={"objective": name})
     records = _read_jsonl(os.path.join(wd.path, name, "metrics.jsonl"))
     all_records += [{"objective": name, **r} for r in records]
@@ -167,7 +177,8 @@ def _run_synthetic(config, wd):
     last_train = [r for r in records if "loss" in r][-1]
     entry = {"reward": final["eval/reward"], "win_rate": final["eval/win_rate"], "kl": final["eval/kl"],
              "max_kl": float(arrays[f"{name}__kl"].max()), "steps": int(final["step"]),
-             "final_loss": last_train["loss"], "final_accuracy": last_train["rewards/accuracies"]}
+             "final_loss": last_train["loss"], "final_accuracy": last_train["rewards/accuracies"],
+             "contract": contracts[name]}
     psi = spec.optimum_psi(name, float(config.label_smoothing))  # the declared closed form, if any
     if psi is not None:
       opt = syn.evaluate(task, syn.optimum(task, ref_logp, float(config.beta), psi), ref_logp)
@@ -200,16 +211,23 @@ def _run_jsonl(config, wd):
   if int(config.max_length) > model_config.max_len:
     raise PrefjaxError(f"config.max_length={config.max_length} exceeds the model's context "
                        f"{model_config.max_len}")
-  dataset = lm_data.PreferenceDataset.from_jsonl(
-      config.train_path, tokenizer=config.tokenizer or config.model_dir,
-      max_length=int(config.max_length))
+  # The JSONL row format follows the objectives' data contract: prompt/chosen/rejected pairs, or
+  # prompt/responses/scores rows for objectives on K responses per prompt (one contract per run).
+  names = _objectives(config)
+  contracts = {lm_train.contract_of(n) for n in names}
+  if len(contracts) > 1:
+    raise PrefjaxError(f"config.objective mixes data contracts {sorted(contracts)}: one JSONL file holds one "
+                       f"row format; run them separately")
+  loader = lm_data.MultiResponseDataset if contracts == {"ranking"} else lm_data.PreferenceDataset
+  dataset = loader.from_jsonl(config.train_path, tokenizer=config.tokenizer or config.model_dir,
+                              max_length=int(config.max_length))
   lm_data.check_vocab(dataset.tokenizer, model_config.vocab_size)  # else ids would be clamped silently
   report = dataset.report.to_dict()
   if not dataset.report.num_dropped:  # A report with drops was already logged as a warning by the loader.
     print(f"data: {dataset.report}", flush=True)
   summary = {"name": config.name, "task": "jsonl", "model": model_config.style,
              "data": report, "objectives": {}}
-  for name in _objectives(config):
+  for name in names:
     print(f"== {name} ==", flush=True)
     result = lm_train.train(model_config, _train_config(config, name), dataset, wd.subdir(name),
                             init_params=params, mesh=_mesh(config), extra_config={"objective": name})

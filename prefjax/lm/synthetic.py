@@ -241,6 +241,30 @@ def make_pairs(task, ref_logp_CxN, num_pairs, key):
   return out
 
 
+def make_rankings(task, ref_logp_CxN, num_prompts, num_responses, key):
+  """Offline K-response data: x uniform, K responses y_1..y_K ~ π_ref(·|x) i.i.d., each scored by the exact
+  reward r(x, y_k) (the oracle; a ranking-contract objective reads the scores, higher is better).
+
+  Returns:
+    A dict with the ranking contract's arrays (`prefjax.lm.train.RANKING_KEYS`): `tokens_BxKxL`,
+    `loss_mask_BxKxL`, `attention_mask_BxKxL` int32 `[num_prompts, K, L]`, `scores_BxK` float32, plus
+    `prompt` and `response_index` (ints into the enumeration).
+  """
+  if num_responses < 2:
+    raise PrefjaxError(f"num_responses must be >= 2, got {num_responses}")
+  kx, ky = jax.random.split(key)
+  x = np.asarray(jax.random.randint(kx, (num_prompts,), 0, task.num_prompts))
+  logits = jnp.asarray(ref_logp_CxN)[x]
+  ys = np.asarray(jax.random.categorical(ky, logits[:, None, :], axis=-1, shape=(num_prompts, num_responses)))
+  tokens = np.concatenate([np.broadcast_to(x[:, None, None], (num_prompts, num_responses, 1)),
+                           task.responses_NxR[ys]], axis=2).astype(np.int32)
+  mask = np.ones(tokens.shape, np.int32)
+  mask[:, :, 0] = 0
+  return {"tokens_BxKxL": tokens, "loss_mask_BxKxL": mask, "attention_mask_BxKxL": np.ones(tokens.shape, np.int32),
+          "scores_BxK": task.rewards_CxN[x[:, None], ys].astype(np.float32), "prompt": x.astype(np.int32),
+          "response_index": ys.astype(np.int32)}
+
+
 def cycle_margins(task):
   """`[C, N, N]` S[x, y, y'] = Σ_t B[x, t, y_t, y'_t] (antisymmetric; zeros without cycles)."""
   c, n = task.num_prompts, task.num_responses

@@ -1,4 +1,14 @@
-"""Offline preference training of a transformer policy with any registered pairwise objective.
+"""Offline preference training of a transformer policy with any objective of a contract it feeds.
+
+Objectives come from the objective index (`prefjax.objectives.spec`) by name. The trainer feeds two data
+contracts (`CONTRACTS`): preference pairs ("pair": every pairwise objective and combinations of them,
+through `pairwise_loss_and_metrics` with its switches, and other families' stateless pair objectives such as
+γ-PO and AOT with other costs, through their declared loss) and K responses per prompt with scores
+("ranking": InfoNCA, NCA, Plackett–Luce, PRO, LiPO-λ, MPO; `RANKING_KEYS`, the layout of
+`prefjax.lm.data.MultiResponseDataset`, unpacked, live reference; metrics loss, rewards/mean,
+rewards/accuracies = the fraction of prompts whose best-scored response has the largest implicit reward,
+logps/mean). Another contract, or a stateful objective, is a `PrefjaxError` when the `TrainConfig` is made.
+What follows describes the pair contract.
 
 One jitted step (gradient accumulation as a `lax.scan` over micro-batches) inside a Python loop; the
 training state is one pytree {params, opt_state, step, key} (docs/design.md §3), checkpointed with orbax
@@ -207,6 +217,13 @@ class TrainConfig:
       if declared.stateful:
         raise PrefjaxError(f"TrainConfig.objective={self.objective!r} carries state between steps; the LM "
                            f"offline trainer does not carry objective state yet (train it on a bandit)")
+      if declared.contract == "ranking" and self.reference != "live":
+        raise PrefjaxError(f"TrainConfig.reference={self.reference!r}: the reference cache holds pairs; "
+                           f"{self.objective!r} trains on K responses per prompt (contract 'ranking'): use "
+                           f"reference='live'")
+      if declared.contract == "ranking" and self.pack_segments:
+        raise PrefjaxError(f"TrainConfig.pack_segments={self.pack_segments}: packing is for pairs; "
+                           f"{self.objective!r} (contract 'ranking') trains unpacked: use pack_segments=0")
       if self.length_normalize or self.divergence != "reverse_kl":
         raise PrefjaxError(f"TrainConfig.length_normalize / divergence are switches of the pairwise "
                            f"registry's objectives; {self.objective!r} is declared with its own loss (use "
@@ -316,7 +333,7 @@ def logits_window_for(batch, cfg):
   (`logprobs.max_scored`). Rounded up to a multiple of `WINDOW_MULTIPLE`; None when that is not shorter
   than L − 1 (short sequences keep the full head) and for "full".
   """
-  if cfg.logits_window == "full":
+  if cfg.logits_window == "full" or contract_of(cfg.objective) != "pair":
     return None
   length = np.shape(batch["chosen_tokens_BxL"])[-1]
   need = logprobs.max_scored if cfg.pack_segments else logprobs.response_span
@@ -368,6 +385,44 @@ def make_packed_logps_fn(model_config, max_segments, reduction="sum", window=Non
   return fn
 
 
+def make_ranking_logps_fn(model_config, reduction="sum"):
+  """`fn(params, batch) -> (logps [B, K], counts [B, K])` of the K responses per prompt (`RANKING_KEYS`).
+
+  One forward pass over the `[B·K, L]` rows (the same program for policy and reference).
+  """
+  apply_fn = lm_model.Transformer(model_config).apply
+
+  def fn(params, batch):
+    b, k, length = batch["tokens_BxKxL"].shape
+    flat = lambda x: jnp.reshape(x, (b * k, length))
+    out = logprobs.policy_logps(apply_fn, params, flat(batch["tokens_BxKxL"]), flat(batch["loss_mask_BxKxL"]),
+                                flat(batch["attention_mask_BxKxL"]), reduction=reduction)
+    return out.logps.reshape(b, k), out.counts.reshape(b, k)
+
+  return fn
+
+
+def _ranking_loss_fn(params, micro, ref_params, *, logps_fn, cfg):
+  """Per-prompt losses of a ranking-contract objective on K scored responses, and their batch means.
+
+  Metrics: loss; rewards/mean (β ρ over every response), rewards/accuracies (the fraction of prompts whose
+  best-scored response has the largest implicit reward β ρ), logps/mean.
+  """
+  pw, counts = logps_fn(params, micro)
+  rw, _ = logps_fn(ref_params, micro)
+  rw = jax.lax.stop_gradient(rw)
+  scores = micro["scores_BxK"].astype(pw.dtype)
+  losses, _ = spec.get(cfg.objective).loss().fn(
+      spec.RankingBatch(pw, rw, rewards=scores, lengths=jnp.maximum(counts, 1).astype(pw.dtype)),
+      spec.HParams(jnp.asarray(cfg.beta, pw.dtype), jnp.asarray(cfg.label_smoothing, pw.dtype)), (), None)
+  rewards = cfg.beta * jax.lax.stop_gradient(pw - rw)
+  top = jnp.take_along_axis(rewards, jnp.argmax(scores, axis=1)[:, None], axis=1)[:, 0]
+  loss = jnp.mean(losses)
+  return loss, {"loss": loss, "rewards/mean": jnp.mean(rewards),
+                "rewards/accuracies": jnp.mean((top >= jnp.max(rewards, axis=1)).astype(pw.dtype)),
+                "logps/mean": jnp.mean(jax.lax.stop_gradient(pw))}
+
+
 def _logps(params, micro, ref_params, logps_fn, ref_keys):
   """Policy log-probs and counts, and the reference's (live, or from the batch's `ref_keys`)."""
   pw, pl, nw, nl = logps_fn(params, micro)
@@ -378,8 +433,16 @@ def _logps(params, micro, ref_params, logps_fn, ref_keys):
   return pw, pl, nw, nl, jax.lax.stop_gradient(rw), jax.lax.stop_gradient(rl)
 
 
-# The data contracts this trainer feeds (`prefjax.objectives.spec.CONTRACTS`).
-CONTRACTS = ("pair",)
+# The data contracts this trainer feeds (`prefjax.objectives.spec.CONTRACTS`): preference pairs (`BATCH_KEYS`,
+# packed or not, live or cached reference) and K responses per prompt with scores (`RANKING_KEYS`, the
+# multi-response JSONL of `prefjax.lm.data.MultiResponseDataset`, live reference).
+CONTRACTS = ("pair", "ranking")
+RANKING_KEYS = ("tokens_BxKxL", "loss_mask_BxKxL", "attention_mask_BxKxL", "scores_BxK")
+
+
+def contract_of(objective):
+  """The data contract a `TrainConfig.objective` trains on ("pair" for combinations of pairwise objectives)."""
+  return "pair" if not isinstance(objective, str) else spec.get(objective).contract
 
 
 def _declared_objective(objective):
@@ -460,7 +523,14 @@ def make_train_step(model_config, cfg, *, live_reference, window=None):
   """
   tx, schedule = make_optimizer(cfg)
   packed = cfg.pack_segments > 0
-  if packed:
+  ranking = contract_of(cfg.objective) == "ranking"
+  if ranking:
+    if not live_reference:
+      raise PrefjaxError("train step: the ranking contract needs live_reference=True (no reference cache)")
+    logps_fn = make_ranking_logps_fn(model_config, cfg.reduction)
+    grad_fn = jax.value_and_grad(
+        lambda p, micro, ref: _ranking_loss_fn(p, micro, ref, logps_fn=logps_fn, cfg=cfg), has_aux=True)
+  elif packed:
     logps_fn = make_packed_logps_fn(model_config, cfg.pack_segments, cfg.reduction, window)
     grad_fn = jax.value_and_grad(
         lambda p, micro, ref, n: _packed_loss_fn(p, micro, ref, n, logps_fn=logps_fn, cfg=cfg),
@@ -481,6 +551,10 @@ def make_train_step(model_config, cfg, *, live_reference, window=None):
           f"TrainConfig.pack_segments={cfg.pack_segments}" + (
               " (the unpacked step has no segment-aware attention or per-pair losses)" if is_packed
               else "; packed batches come from prefjax.lm.data iterator(pack_segments=S)"))
+    if ranking and any(k not in batch for k in RANKING_KEYS):
+      raise PrefjaxError(f"train step: objective {cfg.objective!r} (contract 'ranking') needs a batch with "
+                         f"{list(RANKING_KEYS)} (prefjax.lm.data.MultiResponseDataset, RankingArrays); got "
+                         f"{sorted(batch)}")
     if not live_reference and any(k not in batch for k in ref_keys):
       raise PrefjaxError(f"train step: live_reference=False needs {list(ref_keys)} in the batch")
     ref = ref_params if live_reference else None
@@ -519,6 +593,21 @@ def make_train_step(model_config, cfg, *, live_reference, window=None):
 # ------------------------------------------------------------------------------------------------
 
 
+def _check_ranking_batch(batch, where="batch"):
+  missing = [k for k in RANKING_KEYS if k not in batch]
+  if missing:
+    raise PrefjaxError(f"{where} is missing {missing}; a ranking batch (K responses per prompt) has "
+                       f"{list(RANKING_KEYS)}")
+  shape = np.shape(batch["tokens_BxKxL"])
+  if len(shape) != 3 or shape[1] < 2:
+    raise PrefjaxError(f"{where}: tokens_BxKxL must be [B, K >= 2, L], got shape {shape}")
+  for k in RANKING_KEYS[1:3]:
+    if np.shape(batch[k]) != shape:
+      raise PrefjaxError(f"{where}: {k} has shape {np.shape(batch[k])}, tokens_BxKxL {shape}")
+  if np.shape(batch["scores_BxK"]) != shape[:2]:
+    raise PrefjaxError(f"{where}: scores_BxK has shape {np.shape(batch['scores_BxK'])}, expected {shape[:2]}")
+
+
 class PairArrays:
   """An in-memory pairwise dataset: a dict of `[N, L]` int32 arrays with the batch contract's keys."""
 
@@ -537,6 +626,17 @@ class PairArrays:
     if state is not None:
       it.restore(state)
     return it
+
+
+class RankingArrays(PairArrays):
+  """An in-memory K-responses-per-prompt dataset: `[N, K, L]` int32 token arrays and `[N, K]` float scores
+  (`RANKING_KEYS`, the layout of `prefjax.lm.data.MultiResponseDataset`)."""
+
+  def __init__(self, arrays):  # pylint: disable=super-init-not-called
+    _check_ranking_batch(arrays, "RankingArrays")
+    self.arrays = {k: np.asarray(arrays[k], np.float32 if k == "scores_BxK" else np.int32) for k in RANKING_KEYS}
+    if self.arrays["scores_BxK"].shape[0] == 0:
+      raise PrefjaxError("RankingArrays: no examples")
 
 
 class PairIterator:
@@ -780,6 +880,7 @@ def train(model_config, cfg, dataset, workdir, *, init_params, ref_params=None, 
     raise PrefjaxError(f"micro-batch {cfg.micro_batch} (batch_size / grad_accum) must be a multiple of "
                        f"the mesh's data×fsdp = {shd.batch_divisor(mesh)}")
   live = cfg.reference == "live"
+  ranking = contract_of(cfg.objective) == "ranking"
   ref_params = init_params if ref_params is None else ref_params
   shardings = state_shardings(model_config, cfg, mesh)
   ref_params = jax.device_put(nn.unbox(ref_params), shardings.params)
@@ -836,9 +937,12 @@ def train(model_config, cfg, dataset, workdir, *, init_params, ref_params=None, 
   with preemption.handle_signals():
     for step in range(start, cfg.num_steps):
       batch = next(iterator)
-      _check_batch(batch, pack_segments=cfg.pack_segments)
+      if ranking:
+        _check_ranking_batch(batch)
+      else:
+        _check_batch(batch, pack_segments=cfg.pack_segments)
       if seq_len is None:
-        seq_len = batch["chosen_tokens_BxL"].shape[1]
+        seq_len = batch["tokens_BxKxL"].shape[2] if ranking else batch["chosen_tokens_BxL"].shape[1]
       jstep, _ = _compiled(model_config, cfg, live, mesh, logits_window_for(batch, cfg))
       if cache is not None and cfg.pack_segments:
         w, l = cache.lookup_packed(batch, cfg.pack_segments, ref_compute)
@@ -861,7 +965,7 @@ def train(model_config, cfg, dataset, workdir, *, init_params, ref_params=None, 
             f"non-finite loss ({metrics['loss']}) or grad_norm ({metrics['grad_norm']}) at step {step + 1}; "
             f"stopped with the last good state (step {int(jax.device_get(state.step))}) checkpointed in "
             f"{checkpointer.directory}")
-      n_tokens = 2 * cfg.batch_size * (batch["chosen_tokens_BxL"].shape[1])
+      n_tokens = cfg.batch_size * (batch["tokens_BxKxL"].shape[1] if ranking else 2) * seq_len
       record = {"step": step + 1, "epoch": iterator.state().get("epoch", 0),
                 **{k: float(v) for k, v in metrics.items()},
                 "tokens_per_second": n_tokens / seconds, "step_seconds": seconds}
@@ -919,7 +1023,9 @@ def _compiled(model_config, cfg, live, mesh, window=None):
   shardings = state_shardings(model_config, cfg, mesh)
   jstep = jax.jit(make_train_step(model_config, cfg, live_reference=live, window=window),
                   out_shardings=(shardings, None), donate_argnums=(0,))
-  if cfg.pack_segments:
+  if contract_of(cfg.objective) == "ranking":
+    logps_fn = jax.jit(make_ranking_logps_fn(model_config, cfg.reduction))
+  elif cfg.pack_segments:
     logps_fn = jax.jit(make_packed_logps_fn(model_config, cfg.pack_segments, cfg.reduction, window))
   else:
     logps_fn = jax.jit(make_logps_fn(model_config, cfg.reduction, window))
@@ -938,7 +1044,9 @@ def _progress(record, num_steps):
   width = 20
   done = int(width * record["step"] / num_steps)
   line = (f"[{'#' * done}{'.' * (width - done)}] step {record['step']}/{num_steps} "
-          f"loss {record['loss']:.4f} margin {record['rewards/margins']:.3f} "
-          f"acc {record['rewards/accuracies']:.2f} tok/s {record['tokens_per_second']:.0f}")
+          f"loss {record['loss']:.4f} "
+          + (f"margin {record['rewards/margins']:.3f} " if "rewards/margins" in record else
+             f"reward {record['rewards/mean']:.3f} " if "rewards/mean" in record else "")
+          + f"acc {record['rewards/accuracies']:.2f} tok/s {record['tokens_per_second']:.0f}")
   evals = [f"{k[5:]} {v:.3f}" for k, v in record.items() if k.startswith("eval/") and v is not None]
   return line + ("  " + " ".join(evals) if evals else "")

@@ -144,7 +144,8 @@ _CONTRACT_LIST = (
     Contract("pair", "a preference pair: policy and reference log-probs of y_w and y_l, [B] each, with token "
              "counts", PairBatch, "prompt, chosen, rejected"),
     Contract("scored_pair", "a preference pair with both responses' quality scores, [B] each", PairBatch),
-    Contract("ranking", "K responses per prompt: log-probs [B, K] with scores or a ranking [B, K]", RankingBatch),
+    Contract("ranking", "K responses per prompt: log-probs [B, K] with scores or a ranking [B, K]", RankingBatch,
+             "prompt, responses (K), scores (K)"),
     Contract("single", "one response per example: log-probs [B] with a binary label or a scalar reward",
              SingleBatch),
     Contract("cross_prompt", "each prompt's labelled pair and a pair of responses to two different prompts",
