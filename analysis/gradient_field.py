@@ -12,6 +12,7 @@ import argparse
 import numpy as np
 
 from prefjax.analysis_tools import gradient_field as gf
+from prefjax.plotting import gradient_field as gf_plot
 
 
 def main():
@@ -24,8 +25,8 @@ def main():
   parser.add_argument("--num", type=int, default=17, help="grid points per axis")
   args = parser.parse_args()
   names = [n for n in args.objectives.split(",") if n]
-  fig = gf.plot_gradient_fields(names, beta=args.beta, ref_chosen=args.ref_chosen,
-                                ref_rejected=args.ref_rejected, num=args.num, out=args.out)
+  fig = gf_plot.plot_gradient_fields(names, beta=args.beta, ref_chosen=args.ref_chosen,
+                                     ref_rejected=args.ref_rejected, num=args.num, out=args.out)
   fig.clf()
   x1, x2 = gf.probability_grid(args.num)
   g1, g2 = gf.loss_gradient_field("sigmoid", x1, x2, beta=args.beta, ref_chosen=args.ref_chosen,

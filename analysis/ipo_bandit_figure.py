@@ -5,7 +5,7 @@ r"""Redraws the bandit-sweep figure of a workdir (π(y) over steps, one panel pe
 
 import argparse
 
-from prefjax import plotting
+from prefjax.plotting import bandit
 
 
 def main():
@@ -15,7 +15,7 @@ def main():
   parser.add_argument("--out", default="figure.png", help="PNG name inside the workdir")
   args = parser.parse_args()
   objectives = tuple(o for o in args.objectives.split(",") if o) or None
-  print(plotting.plot_bandit_sweep(args.workdir, objectives=objectives, out=args.out))
+  print(bandit.plot_bandit_sweep(args.workdir, objectives=objectives, out=args.out))
 
 
 if __name__ == "__main__":

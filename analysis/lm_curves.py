@@ -2,17 +2,17 @@ r"""Redraws an `lm_offline` workdir's figure: oracle reward, win rate and KL ove
 
   python -m analysis.lm_curves runs/lm_dpo_synthetic   # writes runs/lm_dpo_synthetic/lm_curves.png
 
-The drawing is `prefjax.plotting.plot_lm_curves` (the runner calls it too).
+The drawing is `prefjax.plotting.lm.plot_lm_curves` (the runner calls it too).
 """
 
 import argparse
 
-from prefjax import plotting
+from prefjax.plotting import lm
 
 
 def plot(workdir, out=None):
   """Draws the three panels for every objective in `workdir`; returns the PNG path."""
-  return plotting.plot_lm_curves(workdir, out)
+  return lm.plot_lm_curves(workdir, out)
 
 
 def main(argv=None):

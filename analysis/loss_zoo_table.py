@@ -7,14 +7,14 @@ import argparse
 import os
 
 from prefjax import results
-from prefjax.bandit import runs
+from prefjax.runs import bandit_sweep
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("workdir")
   args = parser.parse_args()
-  table = runs.format_table(results.load_summary(args.workdir))
+  table = bandit_sweep.format_table(results.load_summary(args.workdir))
   with open(os.path.join(args.workdir, "table.md"), "w", encoding="utf-8") as f:
     f.write(table)
   print(table)

@@ -12,7 +12,8 @@ import argparse
 import os
 
 from prefjax import results
-from prefjax.bandit import objective_benchmark
+from prefjax.plotting import benchmark
+from prefjax.runs import objective_benchmark
 
 
 def main():
@@ -24,7 +25,7 @@ def main():
   with open(os.path.join(args.workdir, "table.md"), "w", encoding="utf-8") as f:
     f.write(table)
   print(table)
-  print("wrote", objective_benchmark.plot_benchmark(args.workdir, out=args.out))
+  print("wrote", benchmark.plot_benchmark(args.workdir, out=args.out))
 
 
 if __name__ == "__main__":

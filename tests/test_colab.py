@@ -1,4 +1,4 @@
-"""Executes the Colab notebooks with their quick variants (thin notebooks that call the library)."""
+"""Executes the IPO bandit Colab notebook with its quick variant (acceptance tier)."""
 
 import os
 
@@ -9,8 +9,13 @@ from nbclient import NotebookClient
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.slow
+@pytest.mark.acceptance
 def test_ipo_bandit_notebook_runs_quick(tmp_path):
+  """Acceptance: the notebook runs `ipo_bandit:quick` in a Jupyter kernel and shows its table and figure.
+
+  Default tier: tests/test_notebooks_static.py (the notebook's cells compile, its imports and runner resolve,
+  one QUICK = False cell), tests/test_experiments.py::test_main_quick_writes_the_workdir (`ipo_bandit:quick`
+  through `run_bandit_sweep`, figure included) and test_runner_contract.py (the bandit_sweep runner)."""
   path = os.path.join(ROOT, "colab", "ipo_bandit.ipynb")
   nb = nbformat.read(path, as_version=4)
   params = [c for c in nb.cells if c.cell_type == "code" and "QUICK = False" in c.source]

@@ -1,4 +1,4 @@
-"""Tests of the curated self-consuming loop (Ferbach et al. 2407.09499, THEORY.md §8)."""
+"""Tests of the curated self-consuming loop (Ferbach et al. 2407.09499, docs/theory.md §8)."""
 
 import itertools
 import math

@@ -24,10 +24,13 @@ def _closed_form(dataset, tau):
   return w / w.sum()
 
 
-@pytest.mark.slow
+@pytest.mark.acceptance
 def test_ipo_bandit_full_config_matches_closed_forms(tmp_path):
   """Acceptance: the paper's setting (18 000 Adam steps, 10 seeds) — IPO's seed-mean final policy matches
-  THEORY.md §1's closed forms to 1e-3 for every τ on both datasets, and DPO's π(a) > 0.999 on D1."""
+  docs/theory.md §1's closed forms to 1e-3 for every τ on both datasets, and DPO's π(a) > 0.999 on D1.
+
+  Default tier: the same runner (`run_bandit_sweep`) on `ipo_bandit:quick` in test_main_quick_writes_the_workdir
+  below and tests/test_runner_contract.py (bandit_sweep); the closed forms themselves in tests/test_bandit_train.py."""
   summary = runs.run_bandit_sweep(ipo_bandit.get_config(), str(tmp_path))
   checked = 0
   for r in summary["runs"]:
@@ -78,7 +81,34 @@ def test_main_bad_input_is_a_clear_error(tmp_path, override, message):
   assert "Traceback" not in out.stderr or "no_such_field" in message
 
 
+def test_loss_zoo_table_on_a_shrunk_config(tmp_path):
+  """`loss_zoo_bandit:quick` cut to five of its labels (plain DPO, two labels that alias sigmoid with options,
+  IPO, AOT) and 20 steps: the sweep trains each label on D1 and the online Bradley–Terry bandit, the table has
+  a row per label, IPO's closed form exists on the Bradley–Terry bandit and every run reports `collapsed` (the
+  acceptance test below runs all 19 labels for 1 000 steps and checks which collapse)."""
+  config = loss_zoo_bandit.get_config("quick")
+  config.objectives = ("sigmoid", "cdpo", "dpo_alpha", "ipo", "aot")
+  config.num_steps, config.record_every = 20, 10
+  summary = runs.run_bandit_sweep(config, str(tmp_path))
+  table = (tmp_path / "table.md").read_text()
+  assert {r["objective"] for r in summary["runs"]} == set(config.objectives)
+  for label in config.objectives:
+    assert f"| {label} |" in table
+  assert {r["source"] for r in summary["runs"]} == {"d1", "bradley_terry"}
+  by = {(r["source"], r["objective"], r["beta"]): r for r in summary["runs"]}
+  assert len(by) == 2 * len(config.objectives) * len(config.betas)
+  assert by[("bradley_terry", "ipo", 1.0)]["tv_to_ipo_optimum"] is not None
+  assert all(isinstance(r["collapsed"], bool) for r in summary["runs"])
+  json.dumps(results.load_summary(str(tmp_path)))
+
+
+@pytest.mark.acceptance
 def test_loss_zoo_quick_writes_a_table(tmp_path):
+  """Acceptance: all 19 labels of `loss_zoo_bandit:quick` (1 000 steps): a table row each, and DPO collapses on
+  D1 while IPO does not.
+
+  Default tier: test_loss_zoo_table_on_a_shrunk_config above (the same runner, table and summary on five
+  labels and 20 steps); every objective reaching the bandit trainer: tests/test_objective_spec.py."""
   config = loss_zoo_bandit.get_config("quick")
   summary = runs.run_bandit_sweep(config, str(tmp_path))
   table = (tmp_path / "table.md").read_text()

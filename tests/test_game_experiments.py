@@ -177,8 +177,13 @@ def test_selfplay_cycles_quick(tmp_path):
   assert out["mwu__cyclic__exploit_last"].shape == out["steps"].shape == (10,)
 
 
-@pytest.mark.slow
+@pytest.mark.acceptance
 def test_nash_games_notebook_runs_quick(tmp_path):
+  """Acceptance: the notebook runs egpo_tabular, nash_md_rate and annotator_flip (`:quick`) in a Jupyter kernel.
+
+  Default tier: the same runners on the same configs in test_egpo_tabular_quick_on_a_user_instance_file,
+  test_nash_md_rate_quick_stays_under_the_bound and test_annotator_flip_quick above, and
+  tests/test_notebooks_static.py (the notebook's cells compile, its imports resolve)."""
   import nbformat  # pylint: disable=g-import-not-at-top
   from nbclient import NotebookClient  # pylint: disable=g-import-not-at-top
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

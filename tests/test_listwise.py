@@ -1,6 +1,6 @@
 """Tests for prefjax.objectives.listwise against numpy float64 re-implementations and pairwise reductions.
 
-Oracles: the formulas of THEORY.md §3 and the papers written out with explicit Python loops in float64
+Oracles: the formulas of docs/theory.md §3 and the papers written out with explicit Python loops in float64
 (not vectorised like the library), the K = 2 reductions to `pairwise_loss` (sigmoid, nca_pair), jit ==
 no-jit, and brute-force properties of the data-construction helpers.
 """

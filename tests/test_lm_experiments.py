@@ -50,8 +50,41 @@ def test_bad_configs_are_clear(tmp_path):
     lm_experiments.run_lm_offline(config, str(tmp_path))
 
 
-@pytest.mark.slow
+def test_lm_offline_synthetic_end_to_end_on_a_shrunk_config(tmp_path):
+  """`lm_dpo_synthetic:quick` cut to a 1-layer model, 4 SFT steps and 6 training steps, through the runner (the
+  notebook test runs the whole `:quick` config and checks the claims): both objectives' summaries with IPO's
+  closed-form optimum, π_ref's exact win rate ½ at step 0, the reference's cached log-probs, checkpoints,
+  figure, arrays and metrics."""
+  config = lm_dpo_synthetic.get_config("quick")
+  config.objective = "sigmoid,ipo"  # as the notebook runs it
+  config.update(num_steps=6, eval_every=3, log_every=3, checkpoint_every=3, warmup_steps=0, batch_size=16)
+  config.synthetic.update(sft_steps=4, num_pairs=64)
+  config.model.update(d_model=16, num_layers=1, num_heads=1, d_ff=32)
+  run = runners.get_runner(config.experiment)
+  assert run is lm_experiments.run_lm_offline
+  summary = run(config, str(tmp_path))
+  assert summary["objectives"].keys() == {"sigmoid", "ipo"}
+  assert summary["reference"]["win_rate"] == pytest.approx(0.5, abs=1e-9)
+  ipo = summary["objectives"]["ipo"]
+  assert ipo["optimum"]["kl"] > 0 and ipo["max_kl"] >= ipo["kl"] >= 0
+  for name in ("sigmoid", "ipo"):
+    assert os.path.exists(tmp_path / name / "checkpoints")
+  assert os.path.exists(tmp_path / "lm_curves.png")
+  arrays = np.load(tmp_path / "arrays.npz")
+  np.testing.assert_array_equal(arrays["ipo__step"], [0, 3, 6])
+  assert arrays["ipo__win_rate"][0] == pytest.approx(0.5, abs=1e-6)
+  records = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+  assert {r["objective"] for r in records} == {"sigmoid", "ipo"}
+  assert json.load(open(tmp_path / "summary.json"))["objectives"].keys() == {"sigmoid", "ipo"}
+
+
+@pytest.mark.acceptance
 def test_lm_dpo_notebook_runs_the_quick_experiment(tmp_path):
+  """Acceptance: the notebook runs `lm_dpo_synthetic:quick` in a Jupyter kernel; DPO and IPO raise the exact win
+  rate above 0.7, IPO's KL stays near its optimum's and below DPO's.
+
+  Default tier: test_lm_offline_synthetic_end_to_end_on_a_shrunk_config above (the same runner and outputs on
+  6 steps) and tests/test_notebooks_static.py (the notebook's cells compile, its imports resolve)."""
   path = os.path.join(ROOT, "colab", "lm_dpo.ipynb")
   nb = nbformat.read(path, as_version=4)
   params = [c for c in nb.cells if c.cell_type == "code" and "QUICK = False" in c.source]

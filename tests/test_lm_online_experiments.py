@@ -1,4 +1,5 @@
-"""The two online LM experiments through colab/lm_online.ipynb (QUICK = True runs both :quick runners once)."""
+"""The two online LM experiments: both runners on shrunk configs (default tier), and through
+colab/lm_online.ipynb (QUICK = True runs both :quick runners once and checks their claims: acceptance tier)."""
 
 import json
 import os
@@ -16,7 +17,61 @@ from prefjax.lm import online_experiments
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _check_workdir(wd, names):
+  """figure.png, the per-algorithm evaluation arrays (the last one is the summary's), algorithm-tagged metrics."""
+  assert os.path.getsize(wd / "figure.png") > 1000
+  with np.load(wd / "arrays.npz") as arrays:
+    for name in names:
+      e = arrays[f"{name}__step"].shape
+      assert all(arrays[f"{name}__{k}"].shape == e for k in online_experiments.EVAL_KEYS)
+      np.testing.assert_allclose(arrays[f"{name}__duality_gap"][-1], names[name]["duality_gap"])
+  lines = open(wd / "metrics.jsonl", encoding="utf-8").read().splitlines()
+  assert lines and all("algorithm" in json.loads(line) for line in lines)
+
+
+def test_both_online_runners_end_to_end_on_shrunk_configs(tmp_path):
+  """Both runners through `runners.get_runner`, on their `:quick` configs cut to 4 steps (the notebook test
+  runs the whole `:quick` configs and checks the claims): the summary's structure, the exact Nash
+  equilibrium's gap, step 0's evaluation of π_ref, one SPPO evaluation per iteration, arrays and figures."""
+  from prefjax import runners  # pylint: disable=g-import-not-at-top
+  c = lm_nash_synthetic.get_config("quick")
+  c.algorithms = "online_dpo,egpo"
+  c.verbose = False
+  c.online.update(num_steps=4, eval_every=2, log_every=2, checkpoint_every=2, batch_size=8)
+  run = runners.get_runner(c.experiment)
+  assert run is online_experiments.run_lm_nash_synthetic
+  nash = run(c, str(tmp_path / "nash"))
+  runs = nash["runs"]
+  assert set(runs) == {"online_dpo", "egpo"} and all(r["steps"] == 4 for r in runs.values())
+  assert nash["claim_holds"] == (runs["egpo"]["duality_gap"] <= c.claim_ratio * runs["online_dpo"]["duality_gap"])
+  assert nash["nash_equilibrium"]["duality_gap"] < 1e-9 and nash["nash_equilibrium"]["residual"] < 1e-9
+  with np.load(tmp_path / "nash" / "arrays.npz") as arrays:
+    for name in runs:
+      np.testing.assert_array_equal(arrays[f"{name}__step"], [0, 2, 4])
+      # Step 0 evaluates π_ref itself: the reference's gap, win rate ½ against π_ref.
+      assert arrays[f"{name}__duality_gap"][0] == pytest.approx(nash["reference"]["duality_gap"], rel=1e-9)
+      assert arrays[f"{name}__win_rate"][0] == pytest.approx(0.5, abs=1e-9)
+  _check_workdir(tmp_path / "nash", runs)
+
+  c = lm_sppo_synthetic.get_config("quick")
+  c.verbose = False
+  c.online.update(num_steps=4, iteration_steps=2, eval_every=2, log_every=2, checkpoint_every=2, batch_size=8)
+  run = runners.get_runner(c.experiment)
+  assert run is online_experiments.run_lm_sppo_synthetic
+  sppo = run(c, str(tmp_path / "sppo"))
+  rates = sppo["win_rate_per_iteration"]
+  assert len(rates) == 4 // 2 + 1 and rates[0] == pytest.approx(0.5, abs=1e-9)  # iteration 0 is π_ref
+  assert sppo["claim_holds"] == (all(b > a for a, b in zip(rates, rates[1:])) and rates[-1] >= 0.5 + c.claim_margin)
+  _check_workdir(tmp_path / "sppo", sppo["runs"])
+
+
+@pytest.mark.acceptance
 def test_notebook_runs_both_quick_experiments_and_shows_their_claims(tmp_path):
+  """Acceptance: the notebook runs both `:quick` experiments in a Jupyter kernel; their claims hold (the Nash
+  algorithms' gap ≤ claim_ratio × online DPO's; SPPO's win rate rises every iteration).
+
+  Default tier: test_both_online_runners_end_to_end_on_shrunk_configs above (both runners, the same code path
+  on 4 steps) and tests/test_notebooks_static.py (the notebook's cells compile, its imports resolve)."""
   nb = nbformat.read(os.path.join(ROOT, "colab", "lm_online.ipynb"), as_version=4)
   params = [c for c in nb.cells if c.cell_type == "code" and "QUICK = False" in c.source]
   assert len(params) == 1, "the notebook must have one parameters cell with QUICK = False"
@@ -43,14 +98,7 @@ def test_notebook_runs_both_quick_experiments_and_shows_their_claims(tmp_path):
   assert sppo["claim_holds"] and all(b > a for a, b in zip(rates, rates[1:])), rates
 
   for sub, names in (("nash", runs), ("sppo", sppo["runs"])):
-    assert os.path.getsize(tmp_path / sub / "figure.png") > 1000
-    with np.load(tmp_path / sub / "arrays.npz") as arrays:
-      for name in names:
-        e = arrays[f"{name}__step"].shape
-        assert all(arrays[f"{name}__{k}"].shape == e for k in online_experiments.EVAL_KEYS)
-        np.testing.assert_allclose(arrays[f"{name}__duality_gap"][-1], names[name]["duality_gap"])
-    lines = open(tmp_path / sub / "metrics.jsonl", encoding="utf-8").read().splitlines()
-    assert all("algorithm" in json.loads(line) for line in lines)
+    _check_workdir(tmp_path / sub, names)
   outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
   assert "claim" in outputs and "True" in outputs
 

@@ -1,5 +1,5 @@
 """Preference oracles for sequences: the synthetic task's general (non-transitive) preference and its game,
-the oracle interface, the reward model and the pairwise preference model (issue 7, item 2)."""
+the oracle interface, the reward model and the pairwise preference model."""
 
 import json
 import os

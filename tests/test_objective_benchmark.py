@@ -177,10 +177,54 @@ def test_label_smoothing_on_an_objective_without_it_is_an_error(tmp_path):
     ob.run_objective_benchmark(config, str(tmp_path))
 
 
-@pytest.mark.slow
+def _check_workdir(tmp_path, config, summary):
+  """A consistent summary, arrays, metrics, table and figure (whatever the run's length)."""
+  labels = [e["objective"] for e in summary["objectives"]]
+  assert labels == list(config.objectives)
+  assert {e["family"] for e in summary["objectives"]} == {"pairwise", "listwise"}
+  for e in summary["objectives"]:
+    for m in ("reward", "kl", "win_rate", "tv_to_optimum", "fsd_violation"):
+      assert np.isfinite(e[m]["mean"]), (e["objective"], m)
+    assert [x["noise"] for x in e["label_noise"]] == sorted(config.label_noise_levels)
+    assert [x["num_prompts"] for x in e["ranked_data"]] == sorted(config.prompt_counts)
+  # Without label noise rDPO is DPO: identical runs on identical data.
+  by = {e["objective"]: e for e in summary["objectives"]}
+  assert by["robust"]["reward"]["mean"] == pytest.approx(by["sigmoid"]["reward"]["mean"], abs=1e-6)
+  assert summary["label_noise_verdict"]["baseline"] == "sigmoid"
+  arrays = results.load_arrays(str(tmp_path))
+  h = len(summary["settings"])
+  r = config.num_steps // config.record_every + 1
+  assert arrays["sigmoid__reward"].shape == (h, config.num_seeds, r)
+  # Step 0 is π_ref for every objective, setting and seed: KL 0, win rate ½.
+  np.testing.assert_allclose(arrays["plackett_luce__kl"][:, :, 0], 0.0, atol=1e-5)
+  np.testing.assert_allclose(arrays["plackett_luce__win_rate"][:, :, 0], 0.5, atol=1e-5)
+  # At π = π_ref the DPO loss is log 2 (docs/theory.md §9).
+  np.testing.assert_allclose(arrays["sigmoid__loss"][:, :, 0], np.log(2.0), rtol=1e-5)
+  assert "| sigmoid | pairwise | pairs |" in (tmp_path / "table.md").read_text()
+  assert os.path.getsize(tmp_path / "figure.png") > 10_000
+  assert len(results.load_metrics(str(tmp_path))) == len(labels) * h * r
+
+
+def test_runner_end_to_end_on_a_shrunk_quick_config(tmp_path):
+  """The runner on `:quick` (its three objectives, both sweeps) cut to 20 steps: the workdir's consistency (the
+  notebook test runs the whole `:quick` config and checks that training beats π_ref and the verdicts)."""
+  from prefjax import runners  # pylint: disable=g-import-not-at-top
+  config = config_lib.get_config("quick")
+  config.num_steps, config.record_every = 20, 10
+  run = runners.get_runner(config.experiment)
+  assert run is ob.run_objective_benchmark
+  _check_workdir(tmp_path, config, run(config, str(tmp_path)))
+
+
+@pytest.mark.acceptance
 def test_notebook_quick_run_writes_table_figure_and_summary(tmp_path):
-  """End to end: the Colab notebook runs the `:quick` config (one kernel, one compiled program), and the workdir
-  holds a consistent summary, arrays, metrics, table and figure."""
+  """Acceptance: the Colab notebook runs the `:quick` config (one kernel, one compiled program), and the workdir
+  holds a consistent summary, arrays, metrics, table and figure; training beats π_ref and Plackett–Luce needs
+  fewer ranked prompts than DPO.
+
+  Default tier: test_runner_end_to_end_on_a_shrunk_quick_config above (the same runner and workdir checks on
+  20 steps), tests/test_runner_contract.py (objective_benchmark) and tests/test_notebooks_static.py (the
+  notebook's cells compile, its imports resolve)."""
   import nbformat  # pylint: disable=g-import-not-at-top
   from nbclient import NotebookClient  # pylint: disable=g-import-not-at-top
   nb = nbformat.read(os.path.join(ROOT, "colab", "objective_benchmark.ipynb"), as_version=4)
@@ -195,30 +239,8 @@ def test_notebook_quick_run_writes_table_figure_and_summary(tmp_path):
 
   config = config_lib.get_config("quick")
   summary = results.load_summary(str(tmp_path))
-  labels = [e["objective"] for e in summary["objectives"]]
-  assert labels == list(config.objectives)
-  assert {e["family"] for e in summary["objectives"]} == {"pairwise", "listwise"}
+  _check_workdir(tmp_path, config, summary)
   for e in summary["objectives"]:
-    for m in ("reward", "kl", "win_rate", "tv_to_optimum", "fsd_violation"):
-      assert np.isfinite(e[m]["mean"]), (e["objective"], m)
     # Training moves the policy towards higher reward than π_ref.
     assert e["reward"]["mean"] > summary["reference"]["reward"]
-    assert [x["noise"] for x in e["label_noise"]] == sorted(config.label_noise_levels)
-    assert [x["num_prompts"] for x in e["ranked_data"]] == sorted(config.prompt_counts)
-  # Without label noise rDPO is DPO: identical runs on identical data.
-  by = {e["objective"]: e for e in summary["objectives"]}
-  assert by["robust"]["reward"]["mean"] == pytest.approx(by["sigmoid"]["reward"]["mean"], abs=1e-6)
-  assert summary["label_noise_verdict"]["baseline"] == "sigmoid"
   assert set(summary["ranked_data_verdict"]["listwise_fewer_than_baseline"]) == {"plackett_luce"}
-  arrays = results.load_arrays(str(tmp_path))
-  h = len(summary["settings"])
-  r = config.num_steps // config.record_every + 1
-  assert arrays["sigmoid__reward"].shape == (h, config.num_seeds, r)
-  # Step 0 is π_ref for every objective, setting and seed: KL 0, win rate ½.
-  np.testing.assert_allclose(arrays["plackett_luce__kl"][:, :, 0], 0.0, atol=1e-5)
-  np.testing.assert_allclose(arrays["plackett_luce__win_rate"][:, :, 0], 0.5, atol=1e-5)
-  # At π = π_ref the DPO loss is log 2 (THEORY.md §9).
-  np.testing.assert_allclose(arrays["sigmoid__loss"][:, :, 0], np.log(2.0), rtol=1e-5)
-  assert "| sigmoid | pairwise | pairs |" in (tmp_path / "table.md").read_text()
-  assert os.path.getsize(tmp_path / "figure.png") > 10_000
-  assert len(results.load_metrics(str(tmp_path))) == len(labels) * h * r

@@ -2,16 +2,12 @@
 
 Oracles: brute force over all pairings (n ≤ 7) and scipy's Hungarian solver (n = 64) for the OT value,
 numpy float64 costs written from 2406.05882, exact quantile functions of known distributions for the FSD
-metric, the hard sort as the τ → 0 limit of the soft sort, and the single-device loss for the sharded one
-(8 simulated CPU devices, in a subprocess so that XLA_FLAGS is set before jax is imported).
+metric, the hard sort as the τ → 0 limit of the soft sort. The sharded loss against the single-device one (8
+simulated CPU devices) is tests/multidevice/test_ot_8.py, run in a subprocess with XLA_FLAGS set before jax is
+imported by tests/test_multidevice.py.
 """
 
 import itertools
-import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -136,70 +132,3 @@ def test_bad_input_errors():
     ot.soft_sort(x, 0.0)
   with pytest.raises(PrefjaxError, match=r"1-D array"):
     ot.fsd_violation(jnp.zeros((2, 2)), x)
-
-
-_SHARDED_SCRIPT = textwrap.dedent("""
-    import json
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
-    from prefjax.objectives import ot
-
-    assert jax.device_count() == 8, jax.devices()
-    mesh = Mesh(np.array(jax.devices()), ("data",))
-    sharding = NamedSharding(mesh, PartitionSpec("data"))
-    rng = np.random.default_rng(0)
-    u = jnp.asarray(rng.normal(size=32), jnp.float32)
-    v = jnp.asarray(rng.normal(size=32) + 0.5, jnp.float32)
-    us, vs = jax.device_put(u, sharding), jax.device_put(v, sharding)
-    configs = (("logistic", 0.1, None), ("squared_hinge", 0.0, None), ("least_squares", 0.0, 0.5))
-
-    def all_costs(loss_fn):
-      # One compiled program per variant: every cost's (mean loss, grads, per-term losses).
-      def run(a, b):
-        out = []
-        for cost, eps, temp in configs:
-          kw = dict(cost=cost, beta=0.7, label_smoothing=eps, soft_temperature=temp)
-          mean = lambda a, b: loss_fn(a, b, **kw).mean()
-          value, grads = jax.value_and_grad(mean, argnums=(0, 1))(a, b)
-          out.append((value, grads, loss_fn(a, b, **kw)))
-        return out
-      return jax.jit(run)
-
-    single = all_costs(ot.ot_losses)(u, v)
-    sharded_fn = lambda a, b, **kw: ot.sharded_ot_losses(a, b, mesh=mesh, axis_name="data", **kw)
-    sharded = all_costs(sharded_fn)(us, vs)
-    global_view = all_costs(ot.ot_losses)(us, vs)  # jit's global view of globally sharded inputs
-    # What a per-device sort would compute (the bug this guards against), in numpy.
-    z = 0.7 * (np.sort(np.asarray(u).reshape(8, 4), 1) - np.sort(np.asarray(v).reshape(8, 4), 1))
-    local = {"logistic": np.mean(0.9 * np.logaddexp(0, -z) + 0.1 * np.logaddexp(0, z)),
-             "squared_hinge": np.mean(np.maximum(0, 1 - z) ** 2)}
-    out = {}
-    for (cost, _, _), want, got, view in zip(configs, single, sharded, global_view):
-      out[cost] = dict(
-          want=float(want[0]), got=float(got[0]), global_view=float(view[0]),
-          local=float(local.get(cost, np.nan)),
-          per_term=float(np.abs(np.asarray(got[2]) - np.asarray(want[2])).max()),
-          grad=float(max(np.abs(np.asarray(g) - np.asarray(w)).max() for g, w in zip(got[1], want[1]))),
-          out_sharded=str(got[2].sharding.spec))
-    print("RESULT" + json.dumps(out))
-""")
-
-
-def test_sharded_loss_equals_single_device_on_8_cpu_devices():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-  proc = subprocess.run([sys.executable, "-c", _SHARDED_SCRIPT], env=env, capture_output=True, text=True,
-                        timeout=300, check=False)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT")][-1]
-  results = json.loads(line[len("RESULT"):])
-  for cost, r in results.items():
-    # float32: identical sorted inputs, only the mean's summation order may differ.
-    assert abs(r["got"] - r["want"]) <= 1e-6 * max(1.0, abs(r["want"])), (cost, r)
-    assert abs(r["global_view"] - r["want"]) <= 1e-6 * max(1.0, abs(r["want"])), (cost, r)
-    assert r["per_term"] <= 1e-6 * max(1.0, abs(r["want"])), (cost, r)
-    assert r["grad"] <= 1e-6, (cost, r)
-    if cost != "least_squares":  # the test can tell a local sort apart
-      assert abs(r["local"] - r["want"]) > 1e-3, (cost, r)
-    assert "data" in r["out_sharded"], r

@@ -1,7 +1,7 @@
 """Tests for prefjax.objectives (pairwise objectives) against independent numpy float64 answers.
 
-Oracles: the formulas of THEORY.md §2 re-implemented here in numpy float64 (written from the papers, not
-from the library code), brute-force minimisation over pairings for AOT (THEORY.md §5), finite differences
+Oracles: the formulas of docs/theory.md §2 re-implemented here in numpy float64 (written from the papers, not
+from the library code), brute-force minimisation over pairings for AOT (docs/theory.md §5), finite differences
 (`check_grads`), jit == no-jit and vmap == Python loop.
 """
 
@@ -27,7 +27,7 @@ DIVERGENCE_OBJECTIVES = {"sigmoid", "hinge", "ipo", "robust", "exo_pair", "disco
 # A non-zero ε inside each smoothing objective's range.
 SMOOTHING = {"sigmoid": 0.2, "robust": 0.2, "exo_pair": 0.3, "aot": 0.2, "aot_unpaired": 0.2}
 DIVERGENCE_NAMES = ["reverse_kl", "forward_kl", "js", "alpha"]
-ALPHA = 0.3  # not ½, where the two α conventions (paper vs THEORY.md) coincide
+ALPHA = 0.3  # not ½, where the two α conventions (the paper's and the other in use) coincide
 # β = 1/2 and multiples of 2⁻¹⁰ keep β·Δ, 1/(2β) and the log-ratios exact in float32, so the float32 vs
 # float64 comparison measures the objectives' own rounding, not the rounding of the inputs.
 BETA = 0.5
@@ -62,7 +62,7 @@ def np_score(divergence, rho, alpha):
 
 def np_loss(name, pw, pl, rw, rl, *, beta, eps=0.0, nw=None, nl=None, normalize=False,
             divergence="reverse_kl", alpha=ALPHA, tau=TAU):
-  """Per-example losses of THEORY.md §2's table, in float64."""
+  """Per-example losses of docs/theory.md §2's table, in float64."""
   pw, pl, rw, rl = (np.asarray(x, np.float64) for x in (pw, pl, rw, rl))
   if name == "sft":
     return -pw / nw

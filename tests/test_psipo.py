@@ -1,4 +1,4 @@
-"""Tests for prefjax.games.psipo against closed forms (THEORY.md §1) and gradient-based optimisation."""
+"""Tests for prefjax.games.psipo against closed forms (docs/theory.md §1) and gradient-based optimisation."""
 
 import functools
 

@@ -8,27 +8,28 @@ at load ~21 it took 14 min 19 s wall; `:quick` takes seconds of CPU):
 Setting (`prefjax.bandit.objective_benchmark`, `prefjax.bandit.contextual`): 64 contexts × 16 candidate
 responses with features φ(x, y) ∈ R^8, a linear Bradley–Terry reward (so a linear policy can represent
 π*_β ∝ π_ref e^{r/β}), offline data of 256 prompts with K = 4 responses each drawn from π_ref, labelled by one
-Plackett–Luce draw (pairwise objectives see the BT-labelled pair (y_1, y_2), listwise ones the ranking, DRO the
-first response's score, BCO the pair as a thumbs-up and a thumbs-down, MMPO the pair with its score margin, JPO
-the pair plus a cross-prompt pair, Cringe the pair and the policy's whole distribution). A linear policy
+Plackett–Luce draw (pairwise objectives see the BT-labelled pair (y_1, y_2), listwise ones the ranking, DRO and
+BCO the pair as two single responses (a thumbs-up and a thumbs-down, each with its score), MMPO the pair with
+its score margin, JPO the pair plus a cross-prompt pair, Cringe the pair and the policy's whole distribution). A linear policy
 (logits offset by log π_ref) is trained with Adam for every objective of every available family on the same
 datasets, 5 seeds, 1 500 steps, and evaluated exactly. Sweeps in the same compiled program: label flip rate
 ε ∈ {0, 0.1, 0.2, 0.3} (rDPO and cDPO are given the true ε), and the number of prompts P ∈ {8, ..., 256} (no
 noise).
 
-Expected result (table.md, figure.png; re-measured 2026-12-03 in 1 min 36 s wall on the idle 2-core CPU, every
-number below reproduced): the (KL, reward) points lie on or below the KL-optimal front π*_β'; MMPO with exact
-score margins lands on π*_β (TV ≈ 0); β-DPO (2.95) and MPO (3.01) buy more oracle reward than DPO (2.67) with
-more KL, γ-PO stays close to DPO (2.68), BCO (2.02), JPO (2.36) and pairwise Cringe (1.19, no reference model)
-stay below it; at ε = 0.3 rDPO (2.18) and EXO (2.36) keep far more oracle reward than DPO (1.17), β-DPO's
-filtering helps (1.71), γ-PO barely (1.20), while cDPO with the true ε loses more (0.49). Those label-noise
-comparisons are paired over the 5 seeds (every objective sees the same datasets): the differences to DPO,
-with 95% t-intervals, are EXO +1.20 ± 0.46, rDPO +1.01 ± 0.30, β-DPO +0.54 ± 0.21, γ-PO +0.027 ± 0.009, cDPO
-−0.68 ± 0.30, IPO −0.86 ± 0.41, and `label_noise_verdict` (the best robust objective, EXO, at family-wise 95%
-over the six robust objectives: +1.20 ± 0.79) says "robust wins". Plackett–Luce and LiPO-λ on K = 4 rankings
-reach 80% of π*'s reward gain with 8 prompts by the seed mean, DPO on pairs needs 16; but within the 95%
-intervals DPO may need anywhere from 8 to 64 (PL 8, LiPO-λ 8 to 16), so `ranked_data_verdict` reports "no
-significant difference" for every listwise objective but NCA (which needs more): 5 seeds do not separate them.
+Expected result (table.md, figure.png; re-measured 2026-12-04 in 1 min 46 s wall on the 2-core CPU shared with
+test runs, every number below reproduced): the (KL, reward) points lie on or below the KL-optimal front π*_β';
+MMPO with exact score margins lands on π*_β (TV ≈ 0); β-DPO (2.95) and MPO (3.01) buy more oracle reward than DPO
+(2.67) with more KL, γ-PO stays close to DPO (2.68), BCO (2.02), JPO (2.36) and pairwise Cringe (1.19, no
+reference model) stay below it, DRO-V (2.50, on both responses of each pair as single examples) too; at ε = 0.3
+rDPO (2.18) and EXO (2.36) keep far more oracle reward than DPO (1.17), β-DPO's filtering helps (1.71), γ-PO
+barely (1.20), while cDPO with the true ε loses more (0.49). Those label-noise comparisons are paired over the 5
+seeds (every objective sees the same datasets): the differences to DPO, with 95% t-intervals, are EXO +1.20 ±
+0.46, rDPO +1.01 ± 0.30, β-DPO +0.54 ± 0.21, γ-PO +0.027 ± 0.009, cDPO −0.68 ± 0.30, IPO −0.86 ± 0.41, and
+`label_noise_verdict` (the best robust objective, EXO, at family-wise 95% over the six robust objectives: +1.20 ±
+0.79) says "robust wins". Plackett–Luce and LiPO-λ on K = 4 rankings reach 80% of π*'s reward gain with 8 prompts
+by the seed mean, DPO on pairs needs 16; but within the 95% intervals DPO may need anywhere from 8 to 64 (PL 8,
+LiPO-λ 8 to 16), so `ranked_data_verdict` reports "no significant difference" for every listwise objective but NCA
+(which needs more): 5 seeds do not separate them.
 
 `:quick` (3 objectives, 2 seeds, 100 steps) checks the code paths: its table's "no significant difference"
 at ε = 0.2 (rDPO 1.842 ± 1.304 vs DPO 1.616 ± 1.625; paired difference +0.226 ± 0.321) is what 2 seeds allow.

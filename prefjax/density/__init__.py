@@ -1,7 +1,7 @@
 """The density-estimation view of preference learning (Dumoulin et al., arXiv 2311.14115; docs/theory.md §6).
 
 `prefjax.density.grid`: the 1-D environment (grid, trapezoid normaliser, energy MLP, pretraining, annotator,
-pairs). `prefjax.density.experiments`: the `pbde_toy` and `pbde_misspecified` runners. The objectives live in
+pairs). `prefjax.runs.density`: the `pbde_toy` and `pbde_misspecified` runners (`prefjax.density.experiments` re-exports them). The objectives live in
 `prefjax.objectives.density`.
 """
 

@@ -712,3 +712,19 @@ for _name, _aliases, _display, _arxiv, _formula in (
       verified="tests/test_nash_objectives.py: the exact loss's gradient and the sampled twin's unbiasedness; "
                "tests/test_online_games.py: convergence to the regularised Nash equilibrium"))
 del _name, _aliases, _display, _arxiv, _formula
+
+
+# ----------------------------------------------------------------------------------------------------
+# Online DPO on a game (the baseline of the `online_dpo_vs_ipo` experiment; not a registered game objective).
+
+
+def online_dpo_loss(logits, ref_logits, P, beta):
+  """Exact online DPO loss: E_{y,y'∼sg(π)}[P_{yy'} (−log σ(β h(y,y')))] (Calandriello et al. arXiv:2403.08635).
+
+  Pairs are drawn from the current policy and labelled by the preference model; its stationary point is
+  not the Nash equilibrium of a non-Bradley–Terry game (their App. F).
+  """
+  pi = jax.nn.softmax(jax.lax.stop_gradient(logits))
+  ell = log_ratio(logits, ref_logits)
+  h = ell[:, None] - ell[None, :]
+  return pi @ (P * -jax.nn.log_sigmoid(beta * h)) @ pi
