@@ -1,7 +1,7 @@
 """Registry of experiment runners: `config.experiment` → `run(config, workdir)`.
 
 Runners are imported lazily so that `experiments/main.py` starts fast and an experiment pulls in only what it
-needs. They live in `prefjax.runs` (the LM runners still in `prefjax.lm`).
+needs. They live in `prefjax.runs`.
 """
 
 import importlib
@@ -24,9 +24,9 @@ RUNNERS = {
     # Every objective on a contextual preference bandit (docs/theory.md §2, §3, §5).
     "objective_benchmark": "prefjax.runs.objective_benchmark:run_objective_benchmark",
     # Transformer language models.
-    "lm_offline": "prefjax.lm.experiments:run_lm_offline",
-    "lm_nash_synthetic": "prefjax.lm.online_experiments:run_lm_nash_synthetic",
-    "lm_sppo_synthetic": "prefjax.lm.online_experiments:run_lm_sppo_synthetic",
+    "lm_offline": "prefjax.runs.lm_offline:run_lm_offline",
+    "lm_nash_synthetic": "prefjax.runs.lm_online:run_lm_nash_synthetic",
+    "lm_sppo_synthetic": "prefjax.runs.lm_online:run_lm_sppo_synthetic",
 }
 
 

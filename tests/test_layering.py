@@ -4,8 +4,7 @@ Tiers, bottom to top: errors; the base helpers (config_checks, intervals, jit_ut
 results, checkpoint, sharding); objectives and games; envs; the families (bandit, curation, density, lm,
 ranking) and analysis_tools; plotting; the runners (runs) and their registry (runners). objectives import only
 the base tier and games.preferences; only prefjax.plotting imports matplotlib (the runners of prefjax.runs draw
-through it; the two LM runners that still sit in prefjax.lm are exempt); nothing in prefjax imports the
-repository's `experiments/` or `analysis/`. The old paths of the moved runners and figures are re-export shims
+through it); nothing in prefjax imports the repository's `experiments/` or `analysis/`. The old paths of the moved runners and figures are re-export shims
 (`ignore_imports`), and the names they re-export are the same objects as at the new paths.
 """
 
@@ -143,9 +142,16 @@ _SHIMS = {
     "prefjax.curation": (("prefjax.runs.curation",), ("run_curation_loop", "validate_curation_loop",
                                                       "make_instance")),
     "prefjax.analysis_tools.gradient_field": (("prefjax.plotting.gradient_field",), ("plot_gradient_fields",)),
+    "prefjax.lm.experiments": (("prefjax.runs.lm_offline",), ("run_lm_offline", "validate_lm_offline",
+                                                              "validate_mesh", "validate_synthetic_model", "TASKS")),
+    "prefjax.lm.online_experiments": (
+        ("prefjax.runs.lm_online",), ("run_lm_nash_synthetic", "run_lm_sppo_synthetic", "validate_lm_nash_synthetic",
+                                      "validate_lm_sppo_synthetic", "ExactEvaluator", "EVAL_KEYS",
+                                      "_spin_fixed_point_kls")),
     "prefjax.analysis_tools": (("prefjax.plotting.gradient_field",), ("plot_gradient_fields",)),
     "prefjax.plotting": (("prefjax.plotting.bandit", "prefjax.plotting.lm"),
-                         ("plot_bandit_sweep", "plot_lm_curves", "ACTION_NAMES", "LINESTYLES", "LM_PANELS")),
+                         ("plot_bandit_sweep", "plot_lm_curves", "plot_lm_online", "ACTION_NAMES", "LINESTYLES",
+                          "LM_PANELS")),
 }
 
 
@@ -167,9 +173,9 @@ def test_the_density_trainer_keeps_its_old_private_name():
   assert experiments._make_sweep is train.make_sweep  # pylint: disable=protected-access
 
 
-def test_every_runner_but_the_lm_ones_lives_in_prefjax_runs():
+def test_every_runner_lives_in_prefjax_runs():
   from prefjax import runners  # pylint: disable=g-import-not-at-top
   for name, target in runners.RUNNERS.items():
     module = target.split(":")[0]
-    assert module.startswith("prefjax.runs.") or module.startswith("prefjax.lm."), (name, target)
+    assert module.startswith("prefjax.runs."), (name, target)
     assert callable(runners.get_runner(name)), name

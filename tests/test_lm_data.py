@@ -386,3 +386,204 @@ def test_packing_layout_state_and_segment_sums():
     for s in range(3):
       m = (want["chosen_segment_ids_BxL"][b] == s + 1) & (want["chosen_loss_mask_BxL"][b] == 1)
       np.testing.assert_allclose(sums[b, s], vals[b][m].sum())
+
+
+def _single_rows():
+  return [{"prompt": "Q1", "completion": "good", "label": True},
+          {"prompt": "Q2", "completion": "bad", "label": False},
+          {"prompt": "Q1", "completion": "meh", "reward": -0.25},
+          {"prompt": "Q3", "completion": "ok", "reward": 2},
+          {"prompt": "Q2", "completion": "fine", "reward": 0.5}]
+
+
+def test_single_response_rows_layout_prompt_ids_rewards_and_labels(tmp_path):
+  rows = _single_rows()
+  path = _write(tmp_path / "s.jsonl", rows)
+  ds = data.SingleResponseDataset.from_jsonl(path, max_length=16)
+  assert len(ds) == 5 and ds.report.kept == 5 and ds.report.num_dropped == 0 and ds.where[2] == f"{path}:3"
+  # Prompt ids: shared by rows with the same prompt, distinct otherwise, in order of first appearance.
+  np.testing.assert_array_equal(ds.prompt_ids, [0, 1, 0, 2, 1])
+  assert ds.num_prompts == 3
+  np.testing.assert_array_equal(ds.rewards, np.float32([1, 0, -0.25, 2, 0.5]))
+  np.testing.assert_array_equal(ds.labels, [1, 0, -1, -1, -1])
+  batch = ds.collate([3, 0, 2, 1])
+  assert sorted(batch) == sorted(data.SINGLE_KEYS)
+  for k in data.SINGLE_KEYS[:3]:
+    assert batch[k].dtype == np.int32 and batch[k].shape == (4, 16), k
+  assert batch["prompt_id_B"].dtype == np.int32 and batch["label_B"].dtype == np.int32
+  assert batch["reward_B"].dtype == np.float32
+  np.testing.assert_array_equal(batch["prompt_id_B"], [2, 0, 0, 1])
+  np.testing.assert_array_equal(batch["reward_B"], np.float32([2, 1, -0.25, 0]))
+  np.testing.assert_array_equal(batch["label_B"], [-1, 1, -1, 0])
+  for b, i in enumerate([3, 0, 2, 1]):
+    t, l, a = _expected_row([BOS] + _bytes(rows[i]["prompt"]), _bytes(rows[i]["completion"]) + [EOS], 16)
+    np.testing.assert_array_equal(batch["tokens_BxL"][b], t)
+    np.testing.assert_array_equal(batch["loss_mask_BxL"][b], l)
+    np.testing.assert_array_equal(batch["attention_mask_BxL"][b], a)
+  assert not batch["loss_mask_BxL"][:, 0].any()
+  data.check_single_batch(batch)
+  # Chat messages as for chosen/rejected. Ids follow the prompt tokens: a string prompt with a string completion
+  # is not templated, so "hi" there is another prompt than the chat prompt "hi".
+  ds = data.SingleResponseDataset.from_rows(
+      [{"prompt": [{"role": "user", "content": "hi"}], "completion": [{"role": "assistant", "content": "yo"}],
+        "label": True},
+       {"prompt": "hi", "completion": "hey", "reward": 1.5},
+       {"completion": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "no"}],
+        "label": False}], max_length=64)
+  assert _TOK.decode(ds.prompts[0]) == "<|user|>\nhi\n<|assistant|>\n" and _TOK.decode(ds.completions[0]) == "yo\n"
+  assert _TOK.decode(ds.prompts[1]) == "hi" and _TOK.decode(ds.completions[1]) == "hey"
+  assert _TOK.decode(ds.prompts[2]) == _TOK.decode(ds.prompts[0]) and _TOK.decode(ds.completions[2]) == "no\n"
+  np.testing.assert_array_equal(ds.prompt_ids, [0, 1, 0])
+  np.testing.assert_array_equal(ds.rewards, np.float32([1, 1.5, 0]))
+  assert ds.num_prompts == 2
+
+
+def test_single_response_prompt_ids_follow_the_truncated_prompt():
+  # Prompts that differ only in bytes cut by prompt-first truncation share an id; ones that differ after do not.
+  # L = 16, R = 12: each prompt keeps max(P, L - R) = 4 tokens, BOS + its last 3 bytes.
+  rows = [{"prompt": "AAAAxyz", "completion": "c" * 11, "label": True},
+          {"prompt": "BBBBxyz", "completion": "d" * 11, "label": False},
+          {"prompt": "AAAAxyw", "completion": "e" * 11, "reward": 1.0}]
+  ds = data.SingleResponseDataset.from_rows(rows, max_length=16, max_prompt_length=4)
+  assert [_TOK.decode(p) for p in ds.prompts] == ["xyz", "xyz", "xyw"] and all(p[0] == BOS for p in ds.prompts)
+  np.testing.assert_array_equal(ds.prompt_ids, [0, 0, 1])
+  assert ds.num_prompts == 2 and ds.report.truncated_prompts == 3
+
+
+def test_single_response_drops_are_counted_and_reported(tmp_path):
+  rows = [{"prompt": "p", "completion": "good", "label": True},
+          {"prompt": "p", "completion": "  \n", "label": False},
+          {"prompt": "p", "completion": [{"role": "assistant", "content": ""}], "reward": 1},
+          {"prompt": "x" * 40, "completion": "good", "reward": 0.0},
+          {"prompt": "q", "completion": "fine", "reward": 3}]
+  path = _write(tmp_path / "s.jsonl", rows)
+  ds = data.SingleResponseDataset.from_jsonl(path, max_length=32)
+  r = ds.report
+  assert (r.rows, r.kept, len(ds)) == (5, 2, 2)
+  assert r.dropped == {"empty_completion": 2, "prompt_too_long": 1}
+  assert r.dropped_lines["empty_completion"] == [f"{path}:2", f"{path}:3"]
+  assert r.dropped_lines["prompt_too_long"] == [f"{path}:4"]
+  np.testing.assert_array_equal(ds.prompt_ids, [0, 1])
+  np.testing.assert_array_equal(ds.rewards, np.float32([1, 3]))
+  ds = data.SingleResponseDataset.from_jsonl(path, max_length=32, long_prompt="truncate")
+  assert "prompt_too_long" not in ds.report.dropped and len(ds) == 3
+  with pytest.raises(PrefjaxError, match="no usable rows"):
+    data.SingleResponseDataset.from_rows([rows[1]])
+  with pytest.raises(PrefjaxError, match="on_malformed"):
+    data.SingleResponseDataset.from_rows(rows, on_malformed="skip")
+
+
+@pytest.mark.parametrize("line,match", [
+    ('{"prompt": "p", "completion": "a"}', "exactly one of fields 'label' and 'reward', got neither"),
+    ('{"prompt": "p", "completion": "a", "label": true, "reward": 1}',
+     "exactly one of fields 'label' and 'reward', got both"),
+    ('{"prompt": "p", "completion": "a", "label": 1}', "field 'label' must be a JSON boolean"),
+    ('{"prompt": "p", "completion": "a", "label": "true"}', "field 'label' must be a JSON boolean"),
+    ('{"prompt": "p", "completion": "a", "reward": true}', "field 'reward' must be a finite number"),
+    ('{"prompt": "p", "completion": "a", "reward": "1.0"}', "field 'reward' must be a finite number"),
+    ('{"prompt": "p", "completion": "a", "reward": NaN}', "field 'reward' must be a finite number"),
+    ('{"prompt": "p", "completion": "a", "reward": -Infinity}', "field 'reward' must be a finite number"),
+    ('{"prompt": "p", "completion": "a", "reward": 1e300}', "field 'reward' must be a finite number"),
+    ('{"prompt": "p", "label": true}', "missing field 'completion'"),
+    ('{"prompt": "p", "completion": 3, "label": true}', "'completion' must be a string or a list"),
+    ('{"prompt": "p", "completion": [{"role": "usr", "content": "a"}], "label": true}',
+     r"'completion'\[0\] has unknown role"),
+    ('{"completion": "a", "label": true}', "missing field 'prompt'"),
+    ('["p", "a", true]', "must be a JSON object"),
+])
+def test_single_response_malformed_lines_name_file_line_and_field(tmp_path, line, match):
+  good = {"prompt": "p", "completion": "a", "label": True}
+  path = _write(tmp_path / "s.jsonl", [good, line, good])
+  with pytest.raises(PrefjaxError, match=f"s.jsonl:2: malformed single-response row: .*{match}"):
+    data.SingleResponseDataset.from_jsonl(path, max_length=16)
+  ds = data.SingleResponseDataset.from_jsonl(path, max_length=16, on_malformed="drop")
+  assert ds.report.dropped == {"malformed": 1} and ds.report.dropped_lines["malformed"] == [f"{path}:2"]
+  assert len(ds) == 2 and ds.num_prompts == 1
+
+
+def test_single_response_iterator_resumes():
+  ds = data.SingleResponseDataset.from_rows(
+      [{"prompt": f"p{i % 3}", "completion": f"c{i}", "reward": float(i)} for i in range(7)], max_length=12)
+  assert ds.num_prompts == 3
+  it = ds.iterator(3, seed=2)
+  for _ in range(3):
+    next(it)
+  state = json.loads(json.dumps(it.state()))
+  following = [next(it) for _ in range(4)]
+  resumed = ds.iterator(3, seed=2, state=state)
+  for want in following:
+    got = next(resumed)
+    data.check_single_batch(got)
+    for k in data.SINGLE_KEYS:
+      np.testing.assert_array_equal(got[k], want[k])
+  evals = list(ds.batches(3))
+  assert sum((b["reward_B"].tolist() for b in evals), []) == [float(i) for i in range(7)]
+
+
+def _single_arrays(n=6, length=5):
+  rng = np.random.default_rng(0)
+  return {"tokens_BxL": rng.integers(0, 9, (n, length)), "loss_mask_BxL": np.ones((n, length), np.int32),
+          "attention_mask_BxL": np.ones((n, length), np.int32), "prompt_id_B": np.arange(n) % 3,
+          "reward_B": rng.normal(size=n), "label_B": np.array([1, 0, -1, -1, 1, 0])[:n]}
+
+
+def test_single_arrays_iterator_and_defaults():
+  arrays = _single_arrays()
+  ds = data.SingleArrays(arrays)
+  assert len(ds) == 6 and ds.num_prompts == 3 and ds.arrays["reward_B"].dtype == np.float32
+  assert ds.arrays["prompt_id_B"].dtype == np.int32 and ds.arrays["label_B"].dtype == np.int32
+  assert data.SingleArrays(arrays, num_prompts=10).num_prompts == 10
+  no_label = {k: v for k, v in arrays.items() if k != "label_B"}
+  np.testing.assert_array_equal(data.SingleArrays(no_label).arrays["label_B"], [-1] * 6)
+  it = ds.iterator(4, seed=1)
+  first = next(it)
+  assert sorted(first) == sorted(data.SINGLE_KEYS)
+  data.check_single_batch(first)
+  state = json.loads(json.dumps(it.state()))
+  want = [next(it) for _ in range(3)]
+  resumed = ds.iterator(4, seed=1, state=state)
+  for w in want:
+    got = next(resumed)
+    for k in data.SINGLE_KEYS:
+      np.testing.assert_array_equal(got[k], w[k])
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda a: a.pop("reward_B"), r"missing \['reward_B'\]"),
+    (lambda a: a.update(loss_mask_BxL=np.ones((6, 4), np.int32)), r"loss_mask_BxL has shape \(6, 4\)"),
+    (lambda a: a.update(attention_mask_BxL=np.ones((5, 5), np.int32)), r"attention_mask_BxL has shape \(5, 5\)"),
+    (lambda a: a.update(tokens_BxL=np.ones(6, np.int32)), r"tokens_BxL must be \[B, L\]"),
+    (lambda a: a.update(prompt_id_B=np.zeros(5, np.int32)), r"prompt_id_B has shape \(5,\)"),
+    (lambda a: a.update(reward_B=np.zeros(7)), r"reward_B has shape \(7,\)"),
+    (lambda a: a.update(label_B=np.zeros((6, 1), np.int32)), r"label_B has shape \(6, 1\)"),
+    (lambda a: a.update({k: a[k][:0] for k in data.SINGLE_KEYS}), r"tokens_BxL must be a non-empty \[N, L\]"),
+    (lambda a: a.update(prompt_id_B=np.array([0, 1, -1, 0, 1, 2])), r"prompt_id_B must be >= 0; rows \[2\]"),
+    (lambda a: a.update(prompt_id_B=np.arange(6) / 2), "prompt_id_B must hold integers"),
+    (lambda a: a.update(label_B=np.array([1, 0, 2, 0, 1, 0])), r"label_B must be -1, 0 or 1; rows \[2\]"),
+    (lambda a: a.update(reward_B=np.array([0, np.nan, 0, 0, np.inf, 0])), r"reward_B must be finite; rows \[1, 4\]"),
+])
+def test_single_arrays_checks_name_the_key(change, match):
+  arrays = _single_arrays()
+  change(arrays)
+  with pytest.raises(PrefjaxError, match=f"SingleArrays.*{match}"):
+    data.SingleArrays(arrays)
+
+
+def test_single_arrays_num_prompts_must_exceed_every_id():
+  with pytest.raises(PrefjaxError, match=r"num_prompts must be an integer exceeding every prompt_id_B \(max 2\)"):
+    data.SingleArrays(_single_arrays(), num_prompts=2)
+
+
+def test_check_single_batch():
+  batch = {k: v[:4] for k, v in _single_arrays().items()}
+  data.check_single_batch(batch)
+  with pytest.raises(PrefjaxError, match=r"train batch is missing \['label_B'\]"):
+    data.check_single_batch({k: v for k, v in batch.items() if k != "label_B"}, "train batch")
+  with pytest.raises(PrefjaxError, match=r"batch: loss_mask_BxL has shape \(4, 3\), tokens_BxL \(4, 5\)"):
+    data.check_single_batch(dict(batch, loss_mask_BxL=batch["loss_mask_BxL"][:, :3]))
+  with pytest.raises(PrefjaxError, match=r"batch: reward_B has shape \(3,\), expected \(4,\)"):
+    data.check_single_batch(dict(batch, reward_B=batch["reward_B"][:3]))
+  with pytest.raises(PrefjaxError, match=r"batch: tokens_BxL must be \[B, L\]"):
+    data.check_single_batch(dict(batch, tokens_BxL=batch["tokens_BxL"][None]))
+  with pytest.raises(PrefjaxError, match="a single-response batch has"):
+    data.check_single_batch({"tokens_BxL": batch["tokens_BxL"]})

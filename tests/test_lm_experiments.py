@@ -12,8 +12,8 @@ from experiments.configs import lm_dpo_synthetic
 from experiments.configs import lm_pretrained
 from prefjax import runners
 from prefjax.errors import PrefjaxError
-from prefjax.lm import experiments as lm_experiments
 from prefjax.lm import synthetic as syn
+from prefjax.runs import lm_offline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -44,26 +44,30 @@ def test_bad_configs_are_clear(tmp_path):
   config = lm_dpo_synthetic.get_config("quick")
   config.objective = "sigmoid,nope"
   with pytest.raises(PrefjaxError, match="nope"):
-    lm_experiments.run_lm_offline(config, str(tmp_path))
+    lm_offline.run_lm_offline(config, str(tmp_path))
   config = lm_pretrained.get_config("quick")
   with pytest.raises(PrefjaxError, match="model_dir"):
-    lm_experiments.run_lm_offline(config, str(tmp_path))
+    lm_offline.run_lm_offline(config, str(tmp_path))
 
 
 def test_lm_offline_synthetic_end_to_end_on_a_shrunk_config(tmp_path):
   """`lm_dpo_synthetic:quick` cut to a 1-layer model, 4 SFT steps and 6 training steps, through the runner (the
   notebook test runs the whole `:quick` config and checks the claims): both objectives' summaries with IPO's
   closed-form optimum, π_ref's exact win rate ½ at step 0, the reference's cached log-probs, checkpoints,
-  figure, arrays and metrics."""
+  figure, arrays and metrics; DRO beside them trains on single responses (its own data contract) with a value
+  table."""
   config = lm_dpo_synthetic.get_config("quick")
-  config.objective = "sigmoid,ipo"  # as the notebook runs it
+  config.objective = "sigmoid,ipo,dro"  # the notebook's two, and a single-response objective
   config.update(num_steps=6, eval_every=3, log_every=3, checkpoint_every=3, warmup_steps=0, batch_size=16)
   config.synthetic.update(sft_steps=4, num_pairs=64)
   config.model.update(d_model=16, num_layers=1, num_heads=1, d_ff=32)
   run = runners.get_runner(config.experiment)
-  assert run is lm_experiments.run_lm_offline
+  assert run is lm_offline.run_lm_offline
   summary = run(config, str(tmp_path))
-  assert summary["objectives"].keys() == {"sigmoid", "ipo"}
+  assert summary["objectives"].keys() == {"sigmoid", "ipo", "dro"}
+  assert summary["objectives"]["dro"]["contract"] == "single"
+  dro_records = [json.loads(l) for l in open(tmp_path / "dro" / "metrics.jsonl")]
+  assert all("values/mean" in r for r in dro_records if "loss" in r)
   assert summary["reference"]["win_rate"] == pytest.approx(0.5, abs=1e-9)
   ipo = summary["objectives"]["ipo"]
   assert ipo["optimum"]["kl"] > 0 and ipo["max_kl"] >= ipo["kl"] >= 0
@@ -74,8 +78,25 @@ def test_lm_offline_synthetic_end_to_end_on_a_shrunk_config(tmp_path):
   np.testing.assert_array_equal(arrays["ipo__step"], [0, 3, 6])
   assert arrays["ipo__win_rate"][0] == pytest.approx(0.5, abs=1e-6)
   records = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
-  assert {r["objective"] for r in records} == {"sigmoid", "ipo"}
-  assert json.load(open(tmp_path / "summary.json"))["objectives"].keys() == {"sigmoid", "ipo"}
+  assert {r["objective"] for r in records} == {"sigmoid", "ipo", "dro"}
+  assert json.load(open(tmp_path / "summary.json"))["objectives"].keys() == {"sigmoid", "ipo", "dro"}
+
+
+@pytest.mark.acceptance
+def test_a_listwise_and_a_single_response_objective_raise_the_exact_win_rate(tmp_path):
+  """Acceptance: `lm_dpo_synthetic:quick` with InfoNCA (K = 4 responses per prompt from π_ref scored by the
+  exact reward) and DRO (one response per example with its exact reward, a value table learned with the
+  policy): both raise the exact win rate against π_ref (½) above 0.7, numbers in summary.json.
+
+  Default tier: test_lm_offline_synthetic_end_to_end_on_a_shrunk_config (DRO through the runner on 6 steps),
+  test_lm_train.py's ranking- and single-contract step tests."""
+  config = lm_dpo_synthetic.get_config("quick")
+  config.objective = "infonca,dro"
+  summary = lm_offline.run_lm_offline(config, str(tmp_path))
+  assert summary["reference"]["win_rate"] == pytest.approx(0.5, abs=1e-9)
+  for name, contract in (("infonca", "ranking"), ("dro", "single")):
+    entry = summary["objectives"][name]
+    assert entry["contract"] == contract and entry["win_rate"] > 0.7, (name, entry)
 
 
 @pytest.mark.acceptance
@@ -97,7 +118,7 @@ def test_lm_dpo_notebook_runs_the_quick_experiment(tmp_path):
   # acceptance: DPO and IPO raise the exact win rate against π_ref well above ½; IPO's KL stays bounded,
   # near its closed-form optimum's, below DPO's; numbers in summary.json.
   run = tmp_path / "run"
-  assert runners.get_runner(lm_dpo_synthetic.get_config("quick").experiment) is lm_experiments.run_lm_offline
+  assert runners.get_runner(lm_dpo_synthetic.get_config("quick").experiment) is lm_offline.run_lm_offline
   summary = json.load(open(run / "summary.json"))
   assert summary["objectives"].keys() == {"sigmoid", "ipo"}
   dpo, ipo = summary["objectives"]["sigmoid"], summary["objectives"]["ipo"]
@@ -194,4 +215,4 @@ def test_lm_pretrained_rejects_a_tokenizer_larger_than_the_model(tmp_path):
   config.tokenizer = "byte"
   config.max_length = 64
   with pytest.raises(PrefjaxError, match="vocab_size is 100"):
-    lm_experiments.run_lm_offline(config, str(tmp_path / "run"))
+    lm_offline.run_lm_offline(config, str(tmp_path / "run"))

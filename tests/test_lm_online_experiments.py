@@ -12,7 +12,7 @@ from nbclient import NotebookClient
 from experiments.configs import lm_nash_synthetic
 from experiments.configs import lm_sppo_synthetic
 from prefjax.errors import PrefjaxError
-from prefjax.lm import online_experiments
+from prefjax.runs import lm_online
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,7 +23,7 @@ def _check_workdir(wd, names):
   with np.load(wd / "arrays.npz") as arrays:
     for name in names:
       e = arrays[f"{name}__step"].shape
-      assert all(arrays[f"{name}__{k}"].shape == e for k in online_experiments.EVAL_KEYS)
+      assert all(arrays[f"{name}__{k}"].shape == e for k in lm_online.EVAL_KEYS)
       np.testing.assert_allclose(arrays[f"{name}__duality_gap"][-1], names[name]["duality_gap"])
   lines = open(wd / "metrics.jsonl", encoding="utf-8").read().splitlines()
   assert lines and all("algorithm" in json.loads(line) for line in lines)
@@ -39,7 +39,7 @@ def test_both_online_runners_end_to_end_on_shrunk_configs(tmp_path):
   c.verbose = False
   c.online.update(num_steps=4, eval_every=2, log_every=2, checkpoint_every=2, batch_size=8)
   run = runners.get_runner(c.experiment)
-  assert run is online_experiments.run_lm_nash_synthetic
+  assert run is lm_online.run_lm_nash_synthetic
   nash = run(c, str(tmp_path / "nash"))
   runs = nash["runs"]
   assert set(runs) == {"online_dpo", "egpo"} and all(r["steps"] == 4 for r in runs.values())
@@ -57,7 +57,7 @@ def test_both_online_runners_end_to_end_on_shrunk_configs(tmp_path):
   c.verbose = False
   c.online.update(num_steps=4, iteration_steps=2, eval_every=2, log_every=2, checkpoint_every=2, batch_size=8)
   run = runners.get_runner(c.experiment)
-  assert run is online_experiments.run_lm_sppo_synthetic
+  assert run is lm_online.run_lm_sppo_synthetic
   sppo = run(c, str(tmp_path / "sppo"))
   rates = sppo["win_rate_per_iteration"]
   assert len(rates) == 4 // 2 + 1 and rates[0] == pytest.approx(0.5, abs=1e-9)  # iteration 0 is π_ref
@@ -107,15 +107,15 @@ def test_bad_configs_are_clear_errors(tmp_path):
   c = lm_nash_synthetic.get_config("quick")
   c.algorithms = "online_ipo,ppo"
   with pytest.raises(PrefjaxError, match="unknown"):
-    online_experiments.run_lm_nash_synthetic(c, str(tmp_path / "a"))
+    lm_online.run_lm_nash_synthetic(c, str(tmp_path / "a"))
   c = lm_nash_synthetic.get_config("quick")
   c.beta = -1.0
   with pytest.raises(PrefjaxError, match="beta"):
-    online_experiments.run_lm_nash_synthetic(c, str(tmp_path / "b"))
+    lm_online.run_lm_nash_synthetic(c, str(tmp_path / "b"))
   c = lm_sppo_synthetic.get_config("quick")
   c.online.eval_every = 7
   with pytest.raises(PrefjaxError, match="iteration_steps"):
-    online_experiments.run_lm_sppo_synthetic(c, str(tmp_path / "c"))
+    lm_online.run_lm_sppo_synthetic(c, str(tmp_path / "c"))
 
 
 @pytest.mark.parametrize("field,value,match", [
@@ -127,10 +127,10 @@ def test_every_synthetic_lm_runner_checks_the_shared_fields(field, value, match)
   """The mesh, model and synthetic-task fields are checked by one function for the offline and both online
   synthetic runners: the same message from each."""
   from experiments.configs import lm_dpo_synthetic  # pylint: disable=g-import-not-at-top
-  from prefjax.lm import experiments as lm_experiments  # pylint: disable=g-import-not-at-top
-  for module, validate in ((lm_dpo_synthetic, lm_experiments.validate_lm_offline),
-                           (lm_nash_synthetic, online_experiments.validate_lm_nash_synthetic),
-                           (lm_sppo_synthetic, online_experiments.validate_lm_sppo_synthetic)):
+  from prefjax.runs import lm_offline  # pylint: disable=g-import-not-at-top
+  for module, validate in ((lm_dpo_synthetic, lm_offline.validate_lm_offline),
+                           (lm_nash_synthetic, lm_online.validate_lm_nash_synthetic),
+                           (lm_sppo_synthetic, lm_online.validate_lm_sppo_synthetic)):
     c = module.get_config("quick")
     node, leaf = field.split(".")
     c[node][leaf] = value
@@ -159,7 +159,20 @@ def test_spin_fixed_point_kl_is_zero_exactly_at_the_tabular_dynamics_fixed_point
     other = norm(rng.normal(size=star.shape))
     path = str(tmp_path / f"{algorithm}{lam}.npz")
     np.savez(path, **{"0": star, "7": other})
-    out = online_experiments._spin_fixed_point_kls(task, ref, cfg, path)  # pylint: disable=protected-access
+    out = lm_online._spin_fixed_point_kls(task, ref, cfg, path)  # pylint: disable=protected-access
     kl_other = float(np.mean(np.sum(np.exp(star) * (star - other), axis=-1)))
     np.testing.assert_allclose(out["kl_to_fixed_point_per_iteration"], [0.0, kl_other], atol=1e-12)
     assert kl_other > 0.01 and out["spin_history"] == 2 and out["kl_to_fixed_point_steps"] == [0, 7]
+
+
+def test_the_old_lm_runner_paths_give_the_same_objects():
+  """prefjax.lm.experiments and prefjax.lm.online_experiments, the runners' old paths, re-export them."""
+  from prefjax.lm import experiments as old_offline  # pylint: disable=g-import-not-at-top
+  from prefjax.lm import online_experiments as old_online  # pylint: disable=g-import-not-at-top
+  from prefjax.runs import lm_offline  # pylint: disable=g-import-not-at-top
+  assert old_offline.run_lm_offline is lm_offline.run_lm_offline
+  assert old_offline.validate_lm_offline is lm_offline.validate_lm_offline
+  assert old_online.run_lm_nash_synthetic is lm_online.run_lm_nash_synthetic
+  assert old_online.run_lm_sppo_synthetic is lm_online.run_lm_sppo_synthetic
+  assert old_online.EVAL_KEYS is lm_online.EVAL_KEYS
+  assert old_online._spin_fixed_point_kls is lm_online._spin_fixed_point_kls  # pylint: disable=protected-access

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from prefjax import checkpoint as ckpt
 from prefjax.errors import PrefjaxError
 from prefjax.lm import model as lm_model
 from prefjax.lm import synthetic as syn
@@ -106,7 +107,7 @@ def test_nonfinite_loss_stops_with_last_good_checkpoint(tmp_path):
                        learning_rate=1e-2)
   with pytest.raises(tr.NonFiniteError, match="step 3"):
     tr.train(config, cfg, data, str(tmp_path), init_params=params, verbose=False)
-  checkpointer = tr.ckpt.Checkpointer(str(tmp_path / tr.CHECKPOINTS))
+  checkpointer = ckpt.Checkpointer(str(tmp_path / tr.CHECKPOINTS))
   assert checkpointer.latest_step() == 2
   mesh = tr.shd.make_mesh(devices=jax.devices()[:1])
   target = tr.init_state(config, cfg, params, jax.random.key(0), mesh)
@@ -267,3 +268,97 @@ def test_ranking_objective_trains_on_multi_response_jsonl(tmp_path):
   assert [r["step"] for r in result.history] == [1, 2] and all(np.isfinite(r["loss"]) for r in result.history)
   # At step 1 the policy is the reference: every implicit reward is 0, and LiPO-λ's loss is its value at 0.
   assert result.history[0]["rewards/mean"] == 0.0
+
+
+def test_single_contract_step_equals_dro_on_each_response_and_learns_a_value_table(tmp_path):
+  """A single-response objective (DRO: one response per example with the exact reward): the step's loss is
+  `dro_losses` (policy + value parts) of the response's log-probs and the value table's entry for its prompt;
+  the policy's gradient is the policy part's and the table's the value part's (the value table moves towards
+  the regression target r − τ ρ); `train` runs it end to end from `SingleArrays`; a pair batch, the reference
+  cache and packing are refused by name."""
+  from prefjax.objectives import single as single_objectives  # pylint: disable=g-import-not-at-top
+  task, config, params, _ = _tiny()
+  ref_logp = np.asarray(jax.jit(syn.make_policy_logp(task, config))(params))
+  data = tr.SingleArrays(syn.make_singles(task, ref_logp, 16, jax.random.key(3)))
+  assert data.num_prompts == task.num_prompts
+  batch = next(data.iterator(8, seed=0))
+  policy = jax.tree.map(lambda x: x * 1.5, params)
+  cfg = tr.TrainConfig(objective="dro", beta=0.5, batch_size=8, num_steps=2, learning_rate=1e-2,
+                       reference="live", log_every=1, value_learning_rate=0.1)
+  mesh = tr.shd.make_mesh(devices=jax.devices()[:1])
+  step = jax.jit(tr.make_train_step(config, cfg, live_reference=True))
+  values = np.asarray([0.3, -0.2], np.float32)
+
+  def state_with(p):
+    st = tr.init_state(config, cfg, p, jax.random.key(0), mesh, num_prompts=task.num_prompts)
+    assert isinstance(st, tr.ValueTrainState)
+    return st._replace(values=jnp.asarray(values))
+
+  micro = {k: v[None] for k, v in batch.items()}
+  run = lambda p: jax.device_get(step(state_with(p), micro, params))
+  # Independent: the response as one side of a pair through the pairwise log-prob function.
+  pair_logps = jax.jit(tr.make_logps_fn(config))
+  side = {f"{s}_{kind}_BxL": batch[f"{kind}_BxL"] for s in tr.SIDES for kind in ("tokens", "loss_mask",
+                                                                                   "attention_mask")}
+  alone = lambda p: pair_logps(p, side)[0]
+
+  def want_loss(p):
+    out = single_objectives.dro_losses(alone(p), alone(params), values[batch["prompt_id_B"]], batch["reward_B"],
+                                       tau=0.5)
+    return np.mean(out.policy + out.value)
+
+  noise = float32_noise.noise_scale(want_loss, policy)
+  new_state, m = run(policy)
+  float32_noise.assert_close(m["loss"], want_loss(policy), noise)
+  assert abs(float(want_loss(policy)) - float(want_loss(params))) > 100 * noise  # policy ≠ reference
+  # The value table's first Adam step moves each seen prompt's entry by the learning rate, towards the mean
+  # of r − τ ρ over that prompt's rows (the sign of the value part's gradient).
+  rho = np.asarray(alone(policy)) - np.asarray(alone(params))
+  for x in range(task.num_prompts):
+    rows = batch["prompt_id_B"] == x
+    if rows.any():
+      target = np.mean(batch["reward_B"][rows] - 0.5 * rho[rows])
+      move = float(new_state.values[x]) - values[x]
+      assert np.sign(move) == np.sign(target - values[x]) and abs(abs(move) - 0.1) < 1e-3, (x, move, target)
+  assert "values/mean" in m and np.isfinite(m["grad_norm"])
+
+  result = tr.train(config, cfg, data, str(tmp_path / "run"), init_params=policy, ref_params=params,
+                    verbose=False)
+  assert int(result.state.step) == 2 and [r["step"] for r in result.history] == [1, 2]
+  assert all(np.isfinite(r["loss"]) and "values/mean" in r for r in result.history)
+  with pytest.raises(PrefjaxError, match="reference='live'"):
+    tr.TrainConfig(objective="dro")
+  with pytest.raises(PrefjaxError, match="pack_segments=0"):
+    tr.TrainConfig(objective="dro", reference="live", pack_segments=2)
+  with pytest.raises(PrefjaxError, match="carries state between steps"):
+    tr.TrainConfig(objective="bco", reference="live")
+  pair_batch = next(_tiny()[3].iterator(8, seed=0))
+  with pytest.raises(PrefjaxError, match=r"contract 'single'\) needs a batch with"):
+    step(state_with(policy), {k: v[None] for k, v in pair_batch.items()}, params)
+  with pytest.raises(PrefjaxError, match="num_prompts"):
+    tr.train(config, cfg, _tiny()[3], str(tmp_path / "pairs"), init_params=policy, verbose=False)
+
+
+def test_single_response_objective_trains_on_completion_jsonl(tmp_path):
+  """prompt / completion / label-or-reward JSONL (SingleResponseDataset, byte tokenizer) through `train` with
+  DRO: the value table has one entry per distinct prompt, and at step 1 (policy = reference) the implicit
+  reward is 0."""
+  import json as json_lib  # pylint: disable=g-import-not-at-top
+  from prefjax.lm import data as lm_data  # pylint: disable=g-import-not-at-top
+  path = tmp_path / "s.jsonl"
+  with open(path, "w", encoding="utf-8") as f:
+    for i in range(8):
+      row = {"prompt": f"question {i % 3}?", "completion": f"answer {i}"}
+      row.update({"label": i % 2 == 0} if i < 4 else {"reward": float(i) / 4})
+      f.write(json_lib.dumps(row) + "\n")
+  ds = lm_data.SingleResponseDataset.from_jsonl(str(path), max_length=32)
+  assert ds.num_prompts == 3
+  config = lm_model.TransformerConfig(vocab_size=ds.tokenizer.vocab_size, d_model=16, num_layers=1, num_heads=2,
+                                      d_ff=32, max_len=32, style="llama")
+  params = nn.unbox(lm_model.init_params(config, jax.random.key(0)))
+  cfg = tr.TrainConfig(objective="dro", beta=0.5, batch_size=4, num_steps=2, learning_rate=1e-2,
+                       reference="live", log_every=1)
+  result = tr.train(config, cfg, ds, str(tmp_path / "run"), init_params=params, verbose=False)
+  assert [r["step"] for r in result.history] == [1, 2] and all(np.isfinite(r["loss"]) for r in result.history)
+  assert result.history[0]["rewards/mean"] == 0.0
+  assert result.state.values.shape == (3,) and np.any(np.asarray(result.state.values) != 0)

@@ -16,6 +16,7 @@ import xml.etree.ElementTree as ET
 import flax.linen as nn
 import jax
 import numpy as np
+import pytest
 
 from prefjax import checkpoint as ckpt
 from prefjax import sharding as shd
@@ -33,8 +34,10 @@ EXPECTED = {
 }
 
 
+@pytest.mark.acceptance
 def test_multidevice_suite_passes_and_its_checkpoint_restores_on_one_device(tmp_path):
-  """Every test of tests/multidevice passes on 8 simulated devices (data 4 × fsdp 2 for the LM trainers:
+  """Acceptance tier (default-tier cover of its code paths: test_sharding.py, the mesh and sharding rules on
+  one device, and the trainers' tests, which shard over a one-device mesh). Every test of tests/multidevice passes on 8 simulated devices (data 4 × fsdp 2 for the LM trainers:
   1 device's losses within 1e-5; the sharded AOT loss equals the single-device one); the 8-device offline
   checkpoint restores in this 1-device process and equals the 8-device final parameters."""
   out = tmp_path / "out"

@@ -93,8 +93,10 @@ def _tiny_lm():
   ref_logp = np.asarray(jax.jit(syn.make_policy_logp(task, config))(params))
   pairs = syn.make_pairs(task, ref_logp, 8, jax.random.key(1))
   rankings = syn.make_rankings(task, ref_logp, 8, 4, jax.random.key(2))
+  singles = syn.make_singles(task, ref_logp, 8, jax.random.key(3))
   batches = {"pair": next(lm_train.PairArrays(pairs).iterator(8, seed=0)),
-             "ranking": next(lm_train.RankingArrays(rankings).iterator(8, seed=0))}
+             "ranking": next(lm_train.RankingArrays(rankings).iterator(8, seed=0)),
+             "single": next(lm_train.SingleArrays(singles).iterator(8, seed=0))}
   return config, params, batches
 
 
@@ -104,10 +106,10 @@ def _lm_step(objective):
   contract = lm_train.contract_of(objective)
   batch = batches[contract]
   cfg = lm_train.TrainConfig(objective=objective, beta=0.5, batch_size=8, num_steps=1, learning_rate=1e-2,
-                             reference="live" if contract == "ranking" else "precomputed")
+                             reference="precomputed" if contract == "pair" else "live")
   mesh = lm_train.shd.make_mesh(devices=jax.devices()[:1])
   policy = jax.tree.map(lambda x: x * 1.5, params)
-  state = lm_train.init_state(config, cfg, policy, jax.random.key(0), mesh)
+  state = lm_train.init_state(config, cfg, policy, jax.random.key(0), mesh, num_prompts=2)
   new, m = jax.jit(lm_train.make_train_step(config, cfg, live_reference=True))(
       state, {k: v[None] for k, v in batch.items()}, params)
   moved = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(policy)))
@@ -132,7 +134,8 @@ def _refusal(trainer, contracts):
 
 
 # One LM step compiles a program per objective (5-15 s each on 2 cores): the default tier steps one objective
-# of each family the trainer feeds and checks every refusal; the acceptance tier steps them all.
+# of each family the trainer feeds and checks every refusal; the acceptance tier steps them all. (The single
+# contract's DRO steps in the default tier in tests/test_lm_train.py.)
 _LM_DEFAULT_TIER = {"sigmoid", "ipo", "aot", "aot_paired_squared_hinge", "gamma_po", "infonca", "plackett_luce"}
 
 
@@ -147,7 +150,7 @@ def _lm_params():
 def test_every_objective_trains_an_lm_step_or_is_refused_by_its_contract(name):
   o = spec.get(name)
   if o.contract not in lm_train.CONTRACTS:
-    with pytest.raises(PrefjaxError, match=_refusal("the LM offline trainer", r"\['pair', 'ranking'\]")):
+    with pytest.raises(PrefjaxError, match=_refusal("the LM offline trainer", r"\['pair', 'ranking', 'single'\]")):
       lm_train.TrainConfig(objective=name)
     return
   if o.stateful:

@@ -6,8 +6,11 @@ Command (GPU/TPU; one process per host, `jax.distributed.initialize()` is called
       [--config.objective=ipo --config.mesh.fsdp=8 --config.model.dtype=bfloat16]
 
 The model directory holds config.json + *.safetensors (Llama or GPT-2 architecture, prefjax.lm.hf_import) and
-its tokenizer.json (used unless `tokenizer` is set; "byte" for the byte-level tokenizer). JSONL rows are
-{"prompt", "chosen", "rejected"} (strings or chat-message lists; prefjax.lm.data). Each objective in
+its tokenizer.json (used unless `tokenizer` is set; "byte" for the byte-level tokenizer). The JSONL rows
+follow the objectives' data contract (strings or chat-message lists; prefjax.lm.data): {"prompt", "chosen",
+"rejected"} for pair objectives (DPO, IPO, ...), {"prompt", "responses", "scores"} for objectives on K
+responses per prompt (InfoNCA, LiPO-λ, ...), {"prompt", "completion", "label" (true/false) or "reward"} for
+single-response objectives (DRO); one contract per run. Each objective in
 `objective` trains from the pretrained weights into `<workdir>/<objective>/` and resumes from its latest
 checkpoint when rerun (e.g. after preemption; SIGTERM saves a checkpoint first).
 

@@ -8,7 +8,8 @@ geometric mixture and fictitious-play sampling over past iterates.
 
 The rest is imported from its module: `data`, `tokenizer`, `hf_import`, `train` (offline trainer),
 `synthetic` (the synthetic task with an exact oracle), `oracles` and `reward_model` (preference oracles for
-sequences), `online` (online and self-play trainers), `experiments` and `online_experiments` (runners).
+sequences), `online` (online and self-play trainers). The runners are in `prefjax.runs.lm_offline` and
+`prefjax.runs.lm_online`; `experiments` and `online_experiments`, their old paths, re-export them.
 """
 
 from prefjax.lm.logprobs import ld_logps

@@ -10,6 +10,16 @@ Batch contract (what `prefjax.lm.train` consumes; every array is a numpy array):
   Multi-response (`MultiResponseDataset`, JSONL rows {"prompt", "responses", "scores"}):
     tokens_BxKxL, loss_mask_BxKxL, attention_mask_BxKxL   int32, as above for each of K responses
     scores_BxK                   float32 the row's scores (higher is better)
+  Single-response (`SingleResponseDataset`, JSONL rows {"prompt", "completion", and "label" or "reward"}):
+    tokens_BxL, loss_mask_BxL, attention_mask_BxL   int32, prompt + completion + EOS, as one side of a pair
+    prompt_id_B                  int32  the index of the row's prompt among the dataset's distinct prompts
+                                        (0..num_prompts-1, in order of first appearance; two rows have the same
+                                        id exactly when their prompt token ids after truncation are equal);
+                                        trainers that learn a per-prompt value V(x) index a table with it
+    reward_B                     float32 the row's scalar reward; a row with a binary label instead has 1.0
+                                        (desirable) or 0.0 (undesirable)
+    label_B                      int32  1 desirable / 0 undesirable for labelled rows, -1 for rows that carry
+                                        a reward and no label
 
   L is the dataset's `max_length` (fixed, so one compiled step serves every batch); B the batch size.
   Column 0 is always a prompt token (BOS), so `loss_mask[:, 0] == 0` as `prefjax.lm.logprobs` requires.
@@ -20,6 +30,12 @@ batch dict; `it.state()` is a JSON-serialisable dict of ints {"seed", "epoch", "
 `dataset.iterator(..., state=state)`) resumes so the following batches are exactly those an
 uninterrupted run would have produced. `dataset.batches(B)` visits every example once, in file order
 (evaluation). `dataset.report` (`DataReport`, `.to_dict()`) says what was kept, dropped and truncated.
+
+In-memory datasets, for data already tokenised (synthetic tasks, tests): `PairArrays` (pairs),
+`RankingArrays` (K responses with scores), `SingleArrays` (one response per row with its prompt id, reward and
+label, `SINGLE_KEYS`) and `PromptArrays` (left-padded prompts `PROMPT_KEYS`, for the online trainers), with
+`PairIterator` (seeded epochs, remainder dropped, the same state()/restore() protocol). `check_ranking_batch` and
+`check_single_batch` check a batch's keys and shapes (the trainers call them on each batch).
 
 Packing (optional, pairwise only): `dataset.iterator(B, pack_segments=S)` puts up to S pairs in each
 row and adds `*_segment_ids_BxL`, `*_positions_BxL` and `num_pairs_B` (see `PackedBatchIterator`).
@@ -44,22 +60,29 @@ Rows and formatting (`PreferenceDataset.from_jsonl`):
     "<|role|>\\ncontent\\n" per message, "<|assistant|>\\n" as the generation prompt). A response's
     text is the full conversation's rendering minus the prompt's rendering with the generation
     prompt, so any template that extends its prefix works.
+  - Single-response rows (`SingleResponseDataset`, TRL's unpaired/KTO layout) have `prompt` and
+    `completion` (formatted as `chosen` above; without `prompt`, a message-list completion's messages but
+    the last are the prompt) and exactly one of `label` (a JSON boolean: true desirable, false undesirable)
+    and `reward` (a finite number, not a boolean).
   - Tokens: prompt = [BOS] + encode(prompt text); response = encode(response text) + [EOS]. Prompt and
     responses are encoded separately (as TRL does), so a BPE merge never crosses the boundary.
 
 Validation (never silent):
   - Malformed rows (invalid JSON, a line that is not valid UTF-8, not an object, missing or mistyped
-    field, bad message, unknown role) raise `PrefjaxError` naming the file and line (and the field); with
-    `on_malformed="drop"` they are dropped and counted.
+    field, bad message, unknown role; for single-response rows also neither or both of `label` and
+    `reward`, a `label` that is not a boolean, a `reward` that is a boolean, not a number or not finite)
+    raise `PrefjaxError` naming the file and line (and the field); with `on_malformed="drop"` they are
+    dropped and counted.
   - Dropped and counted in the `DataReport` (with the first line numbers of each reason), and logged:
     "empty_chosen" / "empty_rejected" (response text empty or whitespace only), "identical"
     (chosen text == rejected text), "prompt_too_long" (the tokenized prompt alone has >= max_length
     tokens: no response token would fit), "identical_after_truncation".
     Multi-response rows: "empty_response", "identical" (all responses equal), "prompt_too_long".
+    Single-response rows: "empty_completion", "prompt_too_long".
   - A dataset with no row left raises `PrefjaxError`.
 
 Truncation (prompt first), with L = max_length, P = max_prompt_length (default L // 2) and R the longest
-response of the row (chosen or rejected, or any of the K responses):
+response of the row (chosen or rejected, any of the K responses, or the completion):
   1. if len(prompt) >= L the row is dropped ("prompt_too_long"; with `long_prompt="truncate"` it goes
      on to rule 2 instead);
   2. if len(prompt) + R > L, the prompt loses tokens from its START (its BOS is kept as the first token;
@@ -92,6 +115,8 @@ _log = logging.getLogger(__name__)
 PAIR_KEYS = ("chosen_tokens_BxL", "chosen_loss_mask_BxL", "chosen_attention_mask_BxL",
              "rejected_tokens_BxL", "rejected_loss_mask_BxL", "rejected_attention_mask_BxL")
 MULTI_KEYS = ("tokens_BxKxL", "loss_mask_BxKxL", "attention_mask_BxKxL", "scores_BxK")
+SINGLE_KEYS = ("tokens_BxL", "loss_mask_BxL", "attention_mask_BxL", "prompt_id_B", "reward_B", "label_B")
+PROMPT_KEYS = ("prompt_tokens_BxP", "prompt_mask_BxP")  # left-padded prompts (the online trainers')
 _MAX_LINES_REPORTED = 20
 
 # Roles a chat message may have unless the dataset is given `chat_roles=` (see the module docstring).
@@ -587,6 +612,114 @@ class MultiResponseDataset(_Dataset):
     return out
 
 
+class SingleResponseDataset(_Dataset):
+  """Tokenized (prompt, completion, label or reward) rows; batches follow the single-response contract.
+
+  Attributes:
+    prompts, completions: lists of int32 token arrays (after truncation).
+    rewards: float32 [N], the reward (1.0 / 0.0 for labelled rows); labels: int32 [N], 1 / 0, or -1 for
+      reward rows.
+    prompt_ids: int32 [N], each row's prompt among the distinct (truncated) prompts, in order of first
+      appearance; num_prompts: their number.
+    where: "file:line" of each row; report: the `DataReport` of the load.
+    tokenizer, max_length, max_prompt_length: as given.
+  """
+
+  def __init__(self, rows, *, tokenizer="byte", max_length=512, max_prompt_length=None,
+               chat_template=None, on_malformed="raise", long_prompt="drop", source="<memory>",
+               chat_roles=None):
+    """Builds the dataset; arguments as `PreferenceDataset`."""
+    if on_malformed not in ("raise", "drop"):
+      raise PrefjaxError(f"on_malformed must be 'raise' or 'drop', got {on_malformed!r}")
+    roles = _check_roles(chat_roles)
+    b = _Builder(tokenizer, max_length, max_prompt_length, chat_template, long_prompt)
+    self.tokenizer, self.max_length, self.max_prompt_length = (b.tokenizer, b.max_length,
+                                                               b.max_prompt_length)
+    self.report = DataReport(source=source)
+    self.prompts, self.completions, self.where = [], [], []
+    rewards, labels, prompt_ids, distinct = [], [], [], {}
+    for where, row in rows:
+      self.report.rows += 1
+      try:
+        if isinstance(row, _Malformed):
+          raise row
+        if not isinstance(row, dict):
+          raise _Malformed(f"a row must be a JSON object, got {type(row).__name__}")
+        prompt = _field(row, "prompt", required=False, roles=roles)
+        completion = _field(row, "completion", roles=roles)
+        reward, label = _reward_or_label(row)
+        prompt_text, (text,), (empty,) = _render(prompt, [completion], b.chat_template, ("completion",))
+      except _Malformed as e:
+        if on_malformed == "raise":
+          raise PrefjaxError(f"{where}: malformed single-response row: {e}") from None
+        self.report.drop("malformed", where)
+        continue
+      if empty:
+        self.report.drop("empty_completion", where)
+        continue
+      out = b.tokenize(prompt_text, [text], self.report, where)
+      if out is None:
+        continue
+      p, (c,) = out
+      self.prompts.append(p)
+      self.completions.append(c)
+      rewards.append(reward)
+      labels.append(label)
+      prompt_ids.append(distinct.setdefault(p.tobytes(), len(distinct)))
+      self.where.append(where)
+    self.rewards = np.asarray(rewards, np.float32)
+    self.labels = np.asarray(labels, np.int32)
+    self.prompt_ids = np.asarray(prompt_ids, np.int32)
+    self.num_prompts = len(distinct)
+    _finish(self.report, len(self.prompts))
+
+  from_jsonl = classmethod(PreferenceDataset.from_jsonl.__func__)
+  from_rows = classmethod(PreferenceDataset.from_rows.__func__)
+
+  def _num_examples(self):
+    return len(self.prompts)
+
+  def collate(self, indices):
+    """The batch dict (single-response contract) of the examples at `indices` (order kept)."""
+    indices = np.asarray(indices, np.int64)
+    out = {k: np.zeros((len(indices), self.max_length), np.int32) for k in SINGLE_KEYS[:3]}
+    for row, i in enumerate(indices):
+      t, l, a = _pad_row(self.prompts[i], self.completions[i], self.max_length, self.tokenizer.pad_id)
+      out["tokens_BxL"][row] = t
+      out["loss_mask_BxL"][row] = l
+      out["attention_mask_BxL"][row] = a
+    out["prompt_id_B"] = self.prompt_ids[indices]
+    out["reward_B"] = self.rewards[indices]
+    out["label_B"] = self.labels[indices]
+    return out
+
+
+def _reward_or_label(row):
+  """(reward, label) of a single-response row: (1.0 / 0.0, 1 / 0) for a label, (reward, -1) for a reward."""
+  has_label, has_reward = "label" in row, "reward" in row
+  if has_label == has_reward:
+    raise _Malformed(f"a row needs exactly one of fields 'label' and 'reward', got "
+                     f"{'both' if has_label else 'neither'} (fields present: {sorted(row)})")
+  if has_label:
+    label = row["label"]
+    if not isinstance(label, bool):
+      raise _Malformed(f"field 'label' must be a JSON boolean (true: desirable, false: undesirable), got "
+                       f"{type(label).__name__} {str(label)[:80]!r}")
+    return float(label), int(label)
+  reward = row["reward"]
+  if isinstance(reward, bool) or not isinstance(reward, (int, float)):
+    raise _Malformed(f"field 'reward' must be a finite number (not a boolean), got {type(reward).__name__} "
+                     f"{str(reward)[:80]!r}")
+  try:
+    value = float(reward)
+  except OverflowError:  # an integer beyond float range
+    value = math.inf
+  if not math.isfinite(value) or abs(value) > float(np.finfo(np.float32).max):
+    raise _Malformed(f"field 'reward' must be a finite number (within float32 range: reward_B is float32), got "
+                     f"{str(reward)[:80]}")
+  return value, -1
+
+
 def epoch_permutation(num_examples, seed, epoch, shuffle=True):
   """The order of epoch `epoch`: `default_rng([seed, epoch]).permutation(n)`, or 0..n−1 unshuffled."""
   if not shuffle:
@@ -761,3 +894,183 @@ def check_vocab(tokenizer, vocab_size):
   if tokenizer.vocab_size > vocab_size:
     raise PrefjaxError(f"tokenizer {tokenizer!r} has {tokenizer.vocab_size} ids but the model's "
                        f"vocab_size is {vocab_size}")
+
+
+# ------------------------------------------------------------------------------------------------
+# In-memory datasets (arrays already tokenised), with the same resumable-iterator protocol.
+# ------------------------------------------------------------------------------------------------
+
+
+def check_ranking_batch(batch, where="batch"):
+  """Raises a PrefjaxError unless `batch` holds K >= 2 responses per prompt with scores (`MULTI_KEYS`)."""
+  missing = [k for k in MULTI_KEYS if k not in batch]
+  if missing:
+    raise PrefjaxError(f"{where} is missing {missing}; a ranking batch (K responses per prompt) has "
+                       f"{list(MULTI_KEYS)}")
+  shape = np.shape(batch["tokens_BxKxL"])
+  if len(shape) != 3 or shape[1] < 2:
+    raise PrefjaxError(f"{where}: tokens_BxKxL must be [B, K >= 2, L], got shape {shape}")
+  for k in MULTI_KEYS[1:3]:
+    if np.shape(batch[k]) != shape:
+      raise PrefjaxError(f"{where}: {k} has shape {np.shape(batch[k])}, tokens_BxKxL {shape}")
+  if np.shape(batch["scores_BxK"]) != shape[:2]:
+    raise PrefjaxError(f"{where}: scores_BxK has shape {np.shape(batch['scores_BxK'])}, expected {shape[:2]}")
+
+
+class PairArrays:
+  """An in-memory pairwise dataset: a dict of `[N, L]` int32 arrays with the batch contract's keys."""
+
+  def __init__(self, arrays):
+    missing = [k for k in PAIR_KEYS if k not in arrays]
+    if missing:
+      raise PrefjaxError(f"PairArrays is missing {missing}; a pairwise batch has {list(PAIR_KEYS)}")
+    self.arrays = {k: np.asarray(arrays[k], np.int32) for k in PAIR_KEYS}
+    n = {v.shape[0] for v in self.arrays.values()}
+    if len(n) != 1 or 0 in n:
+      raise PrefjaxError(f"PairArrays: arrays must share a non-zero leading size, got {sorted(n)}")
+
+  def __len__(self):
+    return next(iter(self.arrays.values())).shape[0]
+
+  def iterator(self, batch_size, seed=0, state=None):
+    it = PairIterator(self, batch_size, seed)
+    if state is not None:
+      it.restore(state)
+    return it
+
+
+class RankingArrays(PairArrays):
+  """An in-memory K-responses-per-prompt dataset: `[N, K, L]` int32 token arrays and `[N, K]` float scores
+  (`MULTI_KEYS`, the layout of `prefjax.lm.data.MultiResponseDataset`)."""
+
+  def __init__(self, arrays):  # pylint: disable=super-init-not-called
+    check_ranking_batch(arrays, "RankingArrays")
+    self.arrays = {k: np.asarray(arrays[k], np.float32 if k == "scores_BxK" else np.int32) for k in MULTI_KEYS}
+    if self.arrays["scores_BxK"].shape[0] == 0:
+      raise PrefjaxError("RankingArrays: no examples")
+
+
+def check_single_batch(batch, where="batch"):
+  """Raises a PrefjaxError unless `batch` holds one response per row with its prompt id, reward and label
+  (`SINGLE_KEYS`: three `[B, L]` token arrays of one shape and three `[B]` arrays)."""
+  missing = [k for k in SINGLE_KEYS if k not in batch]
+  if missing:
+    raise PrefjaxError(f"{where} is missing {missing}; a single-response batch has {list(SINGLE_KEYS)}")
+  shape = np.shape(batch["tokens_BxL"])
+  if len(shape) != 2:
+    raise PrefjaxError(f"{where}: tokens_BxL must be [B, L], got shape {shape}")
+  for k in SINGLE_KEYS[1:3]:
+    if np.shape(batch[k]) != shape:
+      raise PrefjaxError(f"{where}: {k} has shape {np.shape(batch[k])}, tokens_BxL {shape}")
+  for k in SINGLE_KEYS[3:]:
+    if np.shape(batch[k]) != shape[:1]:
+      raise PrefjaxError(f"{where}: {k} has shape {np.shape(batch[k])}, expected {shape[:1]} (B of tokens_BxL)")
+
+
+class SingleArrays(PairArrays):
+  """An in-memory single-response dataset (`SINGLE_KEYS`, the layout of `SingleResponseDataset`): `[N, L]` int32
+  token arrays, `prompt_id_B` int32 `[N]`, `reward_B` float32 `[N]` and `label_B` int32 `[N]` (optional; default
+  all -1, reward rows).
+
+  `num_prompts` (default `max(prompt_id_B) + 1`) is the size of a per-prompt table; it must exceed every id.
+  `iterator(batch_size, seed, state)` is `PairIterator` (seeded epochs, JSON state).
+  """
+
+  def __init__(self, arrays, num_prompts=None):  # pylint: disable=super-init-not-called
+    required = [k for k in SINGLE_KEYS if k != "label_B"]
+    missing = [k for k in required if k not in arrays]
+    if missing:
+      raise PrefjaxError(f"SingleArrays is missing {missing}; a single-response dataset has {required} (and "
+                         f"optionally label_B)")
+    for k in ("prompt_id_B", "label_B"):
+      if k in arrays and not np.issubdtype(np.asarray(arrays[k]).dtype, np.integer):
+        raise PrefjaxError(f"SingleArrays: {k} must hold integers, got dtype {np.asarray(arrays[k]).dtype}")
+    self.arrays = {k: np.asarray(arrays[k], np.float32 if k == "reward_B" else np.int32) for k in required}
+    n = self.arrays["tokens_BxL"].shape[0] if self.arrays["tokens_BxL"].ndim else 0
+    self.arrays["label_B"] = (np.asarray(arrays["label_B"], np.int32) if "label_B" in arrays
+                              else np.full((n,), -1, np.int32))
+    self.arrays = {k: self.arrays[k] for k in SINGLE_KEYS}
+    check_single_batch(self.arrays, "SingleArrays")
+    if n == 0 or self.arrays["tokens_BxL"].shape[1] == 0:
+      raise PrefjaxError(f"SingleArrays: tokens_BxL must be a non-empty [N, L], got shape "
+                         f"{self.arrays['tokens_BxL'].shape}")
+    ids, labels, rewards = self.arrays["prompt_id_B"], self.arrays["label_B"], self.arrays["reward_B"]
+    for key, bad, what in (("prompt_id_B", ids < 0, "must be >= 0"),
+                           ("label_B", ~np.isin(labels, (-1, 0, 1)), "must be -1, 0 or 1"),
+                           ("reward_B", ~np.isfinite(rewards), "must be finite")):
+      rows = np.flatnonzero(bad)
+      if rows.size:
+        raise PrefjaxError(f"SingleArrays: {key} {what}; rows {rows[:10].tolist()} have "
+                           f"{self.arrays[key][rows[:10]].tolist()}")
+    if num_prompts is None:
+      num_prompts = int(ids.max()) + 1
+    if not isinstance(num_prompts, (int, np.integer)) or num_prompts <= ids.max():
+      raise PrefjaxError(f"SingleArrays: num_prompts must be an integer exceeding every prompt_id_B (max "
+                         f"{int(ids.max())}), got {num_prompts!r}")
+    self.num_prompts = int(num_prompts)
+
+
+class PairIterator:
+  """Epochs of a deterministic permutation (seeded by (seed, epoch)); state is a JSON dict of ints."""
+
+  def __init__(self, dataset, batch_size, seed):
+    if batch_size > len(dataset):
+      raise PrefjaxError(f"batch_size={batch_size} exceeds the dataset's {len(dataset)} pairs")
+    self.dataset, self.batch_size, self.seed = dataset, int(batch_size), int(seed)
+    self.epoch, self.index = 0, 0
+    self._perm = self._permutation(0)
+
+  def _permutation(self, epoch):
+    return np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset))
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    if self.index + self.batch_size > len(self.dataset):  # drop the remainder; next epoch
+      self.epoch, self.index = self.epoch + 1, 0
+      self._perm = self._permutation(self.epoch)
+    idx = self._perm[self.index:self.index + self.batch_size]
+    self.index += self.batch_size
+    return {k: v[idx] for k, v in self.dataset.arrays.items()}
+
+  def state(self):
+    return {"seed": self.seed, "epoch": self.epoch, "index": self.index,
+            "num_examples": len(self.dataset), "batch_size": self.batch_size}
+
+  def restore(self, state):
+    if state.get("num_examples", len(self.dataset)) != len(self.dataset):
+      raise PrefjaxError(f"iterator state is for {state['num_examples']} examples, the dataset has "
+                         f"{len(self.dataset)}")
+    self.seed, self.epoch, self.index = int(state["seed"]), int(state["epoch"]), int(state["index"])
+    self._perm = self._permutation(self.epoch)
+
+
+class PromptArrays:
+  """In-memory left-padded prompts: `prompt_tokens_BxP` and `prompt_mask_BxP` int32 `[M, P]`.
+
+  `iterator(batch_size, seed, state)` is `PairIterator` (seeded epochs, JSON state).
+  """
+
+  def __init__(self, arrays):
+    missing = [k for k in PROMPT_KEYS if k not in arrays]
+    if missing:
+      raise PrefjaxError(f"PromptArrays is missing {missing}; prompts need {list(PROMPT_KEYS)}")
+    self.arrays = {k: np.asarray(arrays[k], np.int32) for k in PROMPT_KEYS}
+    t, m = self.arrays["prompt_tokens_BxP"], self.arrays["prompt_mask_BxP"]
+    if t.ndim != 2 or t.shape != m.shape or t.shape[0] == 0 or t.shape[1] == 0:
+      raise PrefjaxError(f"PromptArrays: tokens and mask must be the same non-empty [M, P], got {t.shape} "
+                         f"and {m.shape}")
+    bad = np.flatnonzero(m[:, -1] == 0)
+    if bad.size:
+      raise PrefjaxError(f"PromptArrays: prompts must be left-padded (last column real); rows "
+                         f"{bad[:10].tolist()} end with padding")
+
+  def __len__(self):
+    return self.arrays["prompt_tokens_BxP"].shape[0]
+
+  def iterator(self, batch_size, seed=0, state=None):
+    it = PairIterator(self, batch_size, seed)
+    if state is not None:
+      it.restore(state)
+    return it

@@ -59,7 +59,7 @@ with these conventions:
 
 State and bookkeeping are those of the offline trainer (`prefjax.lm.train`, docs/design.md §3): the state pytree
 `OnlineState{params, opt_state, step, key, prev_params}` (`prev_params` None for algorithms without a
-previous iterate), AdamW with the same schedules (`train.make_optimizer`), orbax checkpoints
+previous iterate), AdamW with the same schedules (`loop.make_optimizer`), orbax checkpoints
 (`prefjax.checkpoint.Checkpointer`) with auto-resume and a save on SIGTERM/SIGINT (`prefjax.preemption`), per-step keys
 `fold_in(key, step)`, prompts sharded over the mesh's data × fsdp axes. Bad values stop training with a
 clear error and the last good state checkpointed: an oracle probability outside [0, 1] or NaN
@@ -74,7 +74,7 @@ generated_tokens_per_second, train_tokens_per_second, step_seconds, and eval/* f
 
 import dataclasses
 import math
-import time
+import os
 from typing import Any, Callable, NamedTuple, Optional
 
 import flax.linen as nn
@@ -85,123 +85,31 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec
 
-from prefjax import checkpoint as ckpt
-from prefjax import preemption
 from prefjax import jit_utils
-from prefjax import objectives
+from prefjax.objectives import sequence
 from prefjax import sharding as shd
 from prefjax.errors import PrefjaxError
+from prefjax.lm import data
 from prefjax.lm import logprobs
+from prefjax.lm import loop
 from prefjax.lm import model as lm_model
 from prefjax.lm import sampling
 from prefjax.lm import train as lm_train
 from prefjax.workdir import Workdir
 
 sg = jax.lax.stop_gradient
-PROMPT_KEYS = ("prompt_tokens_BxP", "prompt_mask_BxP")
+PROMPT_KEYS = data.PROMPT_KEYS
 LABELS = ("probabilities", "bernoulli")
 NonFiniteError = lm_train.NonFiniteError
 
 
-# ------------------------------------------------------------------------------------------------
-# Per-prompt losses on sequence log-probs (pure functions of arrays, `[B]` in, `[B]` out).
-# ------------------------------------------------------------------------------------------------
-
-
-def online_dpo_losses(policy_a_B, policy_b_B, ref_a_B, ref_b_B, pref_B, beta):
-  """Online DPO on a sampled pair (Guo et al. arXiv:2402.04792): the DPO sigmoid loss, chosen by the label.
-
-    loss = pref · (−log σ(β h(a, b))) + (1 − pref) · (−log σ(β h(b, a)))
-
-  with `pref` a 0/1 label (a ≻ b) or the oracle's probability (the label's expectation).
-
-  Args:
-    policy_a_B, policy_b_B: `[B]` summed log π_θ of the two responses (differentiable).
-    ref_a_B, ref_b_B: `[B]` summed log π_ref.
-    pref_B: `[B]` P(a ≻ b) or a 0/1 label.
-    beta: β > 0.
-
-  Returns:
-    `[B]` losses.
-  """
-  ab = objectives.pairwise_loss("sigmoid", policy_a_B, policy_b_B, ref_a_B, ref_b_B, beta=beta)
-  ba = objectives.pairwise_loss("sigmoid", policy_b_B, policy_a_B, ref_b_B, ref_a_B, beta=beta)
-  return pref_B * ab + (1.0 - pref_B) * ba
-
-
-def online_ipo_losses(policy_a_B, policy_b_B, ref_a_B, ref_b_B, pref_B, beta):
-  """Online IPO on a sampled pair (Calandriello et al. arXiv:2403.08635): (h(a, b) − (pref − ½)/β)².
-
-  Args:
-    policy_a_B, policy_b_B: `[B]` summed log π_θ (differentiable).
-    ref_a_B, ref_b_B: `[B]` summed log π_ref.
-    pref_B: `[B]` P(a ≻ b) or a 0/1 label.
-    beta: β > 0.
-
-  Returns:
-    `[B]` losses.
-  """
-  h = (policy_a_B - ref_a_B) - (policy_b_B - ref_b_B)
-  return (h - (pref_B - 0.5) / beta) ** 2
-
-
-def nash_md_pg_losses(policy_a_B, ref_a_B, pref_B, beta, baseline=0.5):
-  """Nash-MD-PG's REINFORCE surrogate (Munos et al. arXiv:2312.00886): −[pref − b − β ℓ(a)]_sg log π_θ(a).
-
-  a ∼ π_θ, the opponent ∼ π^μ; `pref` = P(a ≻ opponent). The baseline b has zero expected gradient under
-  a ∼ π_θ (it only lowers variance).
-
-  Args:
-    policy_a_B: `[B]` summed log π_θ(a) (differentiable).
-    ref_a_B: `[B]` summed log π_ref(a).
-    pref_B: `[B]` P(a ≻ opponent) or a 0/1 label.
-    beta: β > 0.
-    baseline: b (½ by default: the value of a tie).
-
-  Returns:
-    `[B]` losses.
-  """
-  advantage = sg(pref_B - baseline - beta * (policy_a_B - ref_a_B))
-  return -advantage * policy_a_B
-
-
-def soft_win_rates(pref_BxKxK):
-  """SPPO's soft win rates P̂_i = (1/K) Σ_j pref[i, j] (self included: pref[i, i] = ½), `[B, K]`."""
-  return jnp.mean(pref_BxKxK, axis=-1)
-
-
-def sppo_losses(policy_BxK, prev_BxK, pref_BxKxK, beta):
-  """SPPO with soft win rates (Wu et al. arXiv:2405.00675, eq. (4.5)): ½ (1/K) Σ_i (ℓ_t(y_i) − (P̂_i − ½)/β)².
-
-  Args:
-    policy_BxK: `[B, K]` summed log π_θ of the K samples (differentiable).
-    prev_BxK: `[B, K]` summed log π_t (the previous iterate, which drew them).
-    pref_BxKxK: `[B, K, K]` pref[b, i, j] = P(y_i ≻ y_j) (or labels), ½ on the diagonal.
-    beta: β > 0 (SPPO's η = 1/β).
-
-  Returns:
-    `[B]` losses.
-  """
-  win = soft_win_rates(pref_BxKxK)
-  return 0.5 * jnp.mean((policy_BxK - prev_BxK - (win - 0.5) / beta) ** 2, axis=-1)
-
-
-def spin_losses(policy_data_B, policy_opp_B, anchor_data_B, anchor_opp_B, lam):
-  """SPIN / α-SPIN (arXiv:2401.01335, arXiv:2404.04291): −log σ(λ(ℓ_m(y) − ℓ_m(y'))), ℓ_m = log π_θ − log m.
-
-  `anchor_*` are log m up to a per-prompt constant (it cancels): log π_t (SPIN) or
-  (1 − α) log π_t + α log π_ref (α-SPIN).
-
-  Args:
-    policy_data_B, policy_opp_B: `[B]` summed log π_θ of the data response y and the opponent's y'.
-    anchor_data_B, anchor_opp_B: `[B]` log m of the same responses.
-    lam: λ > 0.
-
-  Returns:
-    `[B]` losses.
-  """
-  return objectives.pairwise_loss("sigmoid", policy_data_B, policy_opp_B, anchor_data_B, anchor_opp_B,
-                                  beta=lam)
+# The per-prompt losses on sequence log-probs live with the objectives (`prefjax.objectives.sequence`).
+online_dpo_losses = sequence.online_dpo_losses
+online_ipo_losses = sequence.online_ipo_losses
+nash_md_pg_losses = sequence.nash_md_pg_losses
+soft_win_rates = sequence.soft_win_rates
+sppo_losses = sequence.sppo_losses
+spin_losses = sequence.spin_losses
 
 
 # ------------------------------------------------------------------------------------------------
@@ -210,7 +118,7 @@ def spin_losses(policy_data_B, policy_opp_B, anchor_data_B, anchor_opp_B, lam):
 
 
 @dataclasses.dataclass(frozen=True)
-class OnlineConfig:
+class OnlineConfig(loop.OptimConfig):
   """Hyper-parameters of online / self-play training.
 
   Attributes:
@@ -228,10 +136,10 @@ class OnlineConfig:
     labels: "probabilities" (the oracle's P(a ≻ b)) or "bernoulli" (a sampled 0/1 label).
     max_new_tokens, temperature, top_k, top_p, eos_id, pad_id, min_new_tokens: `sampling.SamplingConfig`.
     batch_size: prompts per optimiser step.
-    num_steps, learning_rate, schedule, warmup_steps, min_lr_ratio, grad_clip, weight_decay, b1, b2, eps:
-      the optimiser, as `prefjax.lm.train.TrainConfig` (`train.make_optimizer`).
-    log_every, eval_every, checkpoint_every, keep_checkpoints: cadence, as `TrainConfig`.
-    seed: prompt order and PRNG key.
+    num_steps, learning_rate, schedule, warmup_steps, min_lr_ratio, grad_clip, weight_decay, b1, b2, eps,
+      log_every, eval_every, checkpoint_every, keep_checkpoints, seed: `prefjax.lm.loop.OptimConfig`'s (the
+      optimiser, shared with the offline trainer; the seed also orders the prompts), with one other default:
+      schedule = "constant".
   """
   algorithm: str = "online_ipo"
   beta: float = 0.1
@@ -251,40 +159,25 @@ class OnlineConfig:
   pad_id: int = 0
   min_new_tokens: int = 1
   batch_size: int = 8
-  num_steps: int = 100
-  learning_rate: float = 1e-4
   schedule: str = "constant"
-  warmup_steps: int = 0
-  min_lr_ratio: float = 0.0
-  grad_clip: float = 1.0
-  weight_decay: float = 0.0
-  b1: float = 0.9
-  b2: float = 0.999
-  eps: float = 1e-8
-  log_every: int = 1
-  eval_every: int = 0
-  checkpoint_every: int = 0
-  keep_checkpoints: int = 2
-  seed: int = 0
 
   def __post_init__(self):
     if self.algorithm not in ALGORITHMS:
       raise PrefjaxError(f"OnlineConfig.algorithm: unknown {self.algorithm!r}; known: {sorted(ALGORITHMS)}")
-    for name in ("batch_size", "num_steps", "log_every", "iteration_steps", "max_new_tokens", "spin_history"):
+    for name in ("batch_size", "iteration_steps", "max_new_tokens", "spin_history"):
       v = getattr(self, name)
       if not isinstance(v, (int, np.integer)) or v < 1:
         raise PrefjaxError(f"OnlineConfig.{name} must be a positive integer, got {v!r}")
-    for name in ("warmup_steps", "eval_every", "checkpoint_every", "min_new_tokens"):
-      v = getattr(self, name)
-      if not isinstance(v, (int, np.integer)) or v < 0:
-        raise PrefjaxError(f"OnlineConfig.{name} must be an integer >= 0, got {v!r}")
+    if not isinstance(self.min_new_tokens, (int, np.integer)) or self.min_new_tokens < 0:
+      raise PrefjaxError(f"OnlineConfig.min_new_tokens must be an integer >= 0, got {self.min_new_tokens!r}")
+    super().__post_init__()
     if not isinstance(self.num_samples, (int, np.integer)) or self.num_samples < 2:
       raise PrefjaxError(f"OnlineConfig.num_samples must be an integer >= 2, got {self.num_samples!r}")
-    for name in ("beta", "spin_lambda", "learning_rate"):
+    for name in ("beta", "spin_lambda"):
       v = getattr(self, name)
       if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
         raise PrefjaxError(f"OnlineConfig.{name} must be finite and > 0, got {v!r}")
-    for name in ("mixture_weight", "spin_alpha", "min_lr_ratio"):
+    for name in ("mixture_weight", "spin_alpha"):
       v = getattr(self, name)
       if not 0.0 <= v <= 1.0:
         raise PrefjaxError(f"OnlineConfig.{name} must be in [0, 1], got {v!r}")
@@ -293,11 +186,6 @@ class OnlineConfig:
                          f"not algorithm={self.algorithm!r}")
     if self.labels not in LABELS:
       raise PrefjaxError(f"OnlineConfig.labels must be one of {LABELS}, got {self.labels!r}")
-    if self.schedule not in lm_train.SCHEDULES:
-      raise PrefjaxError(f"OnlineConfig.schedule: unknown {self.schedule!r}; known: "
-                         f"{sorted(lm_train.SCHEDULES)}")
-    if not self.grad_clip >= 0:
-      raise PrefjaxError(f"OnlineConfig.grad_clip must be >= 0, got {self.grad_clip}")
     self.sampling_config()  # validates the sampling fields
 
   def sampling_config(self):
@@ -603,7 +491,7 @@ def make_online_step(model_config, cfg, data_fn=None):
   gradient norm is not finite leaves the state unchanged (`metrics["ok"]` false; the host raises).
   `metrics` carries the oracle's raw probabilities (`oracle_p`) and the response lengths for those checks.
   """
-  tx, schedule = lm_train.make_optimizer(cfg)
+  tx, schedule = loop.make_optimizer(cfg)
   algo = ALGORITHMS[cfg.algorithm]
 
   def step(state, prompts, ref_params, oracle):
@@ -662,34 +550,8 @@ def make_online_step(model_config, cfg, data_fn=None):
 # ------------------------------------------------------------------------------------------------
 
 
-class PromptArrays:
-  """In-memory left-padded prompts: `prompt_tokens_BxP` and `prompt_mask_BxP` int32 `[M, P]`.
-
-  `iterator(batch_size, seed, state)` is `prefjax.lm.train.PairIterator` (seeded epochs, JSON state).
-  """
-
-  def __init__(self, arrays):
-    missing = [k for k in PROMPT_KEYS if k not in arrays]
-    if missing:
-      raise PrefjaxError(f"PromptArrays is missing {missing}; prompts need {list(PROMPT_KEYS)}")
-    self.arrays = {k: np.asarray(arrays[k], np.int32) for k in PROMPT_KEYS}
-    t, m = self.arrays["prompt_tokens_BxP"], self.arrays["prompt_mask_BxP"]
-    if t.ndim != 2 or t.shape != m.shape or t.shape[0] == 0 or t.shape[1] == 0:
-      raise PrefjaxError(f"PromptArrays: tokens and mask must be the same non-empty [M, P], got {t.shape} "
-                         f"and {m.shape}")
-    bad = np.flatnonzero(m[:, -1] == 0)
-    if bad.size:
-      raise PrefjaxError(f"PromptArrays: prompts must be left-padded (last column real); rows "
-                         f"{bad[:10].tolist()} end with padding")
-
-  def __len__(self):
-    return self.arrays["prompt_tokens_BxP"].shape[0]
-
-  def iterator(self, batch_size, seed=0, state=None):
-    it = lm_train.PairIterator(self, batch_size, seed)
-    if state is not None:
-      it.restore(state)
-    return it
+# In-memory prompts live with the data (`prefjax.lm.data.PromptArrays`); re-exported here.
+PromptArrays = data.PromptArrays
 
 
 # ------------------------------------------------------------------------------------------------
@@ -818,79 +680,42 @@ def train_online(model_config, cfg, prompts, oracle, workdir, *, init_params, re
   shardings = state_shardings(model_config, cfg, mesh)
   ref_params = jax.device_put(nn.unbox(ref_params), shardings.params)
   state = init_state(model_config, cfg, init_params, jax.random.key(cfg.seed), mesh)
-  checkpointer = ckpt.Checkpointer(workdir.file(lm_train.CHECKPOINTS), max_to_keep=cfg.keep_checkpoints)
   meta = {"model": dataclasses.asdict(model_config) | {"dtype": str(model_config.dtype),
                                                       "param_dtype": str(model_config.param_dtype)},
           "online": dataclasses.asdict(cfg), **(extra_config or {})}
-  meta = jax.tree.map(lambda x: x if isinstance(x, (int, float, str, bool, type(None))) else str(x), meta)
-  iterator = prompts.iterator(cfg.batch_size, seed=cfg.seed)
-  resumed_from = checkpointer.latest_step()
-  if resumed_from is not None:
-    state, extra = checkpointer.restore(lm_train._abstract_state(state))  # pylint: disable=protected-access
-    iterator.restore(extra["iterator"])
-    if verbose:
-      print(f"resumed from {checkpointer.directory} step {resumed_from}", flush=True)
-  workdir.truncate_metrics(resumed_from)  # No step twice (see `prefjax.lm.train.train`).
   jstep = compiled_step(model_config, cfg, oracle, mesh, data_fn, fast_compile)
-  history = []
+  directory = os.path.abspath(workdir.file(lm_train.CHECKPOINTS))
 
-  def save(step):
-    checkpointer.save(step, state, {"iterator": iterator.state(), **meta})
+  def check(metrics, at, state):
+    if bool(metrics["ok"]):
+      return None
+    if not bool(metrics["oracle_ok"]):
+      try:
+        _check_oracle(metrics["oracle_p"], at)
+      except PrefjaxError as e:
+        return e
+    if not bool(metrics["length_ok"]):
+      rows = np.flatnonzero(np.asarray(metrics["lengths"]) == 0)
+      return PrefjaxError(
+          f"step {at}: {rows.size} response(s) have zero real tokens (EOS first; responses "
+          f"{rows[:8].tolist()} of this step's samples); set OnlineConfig.min_new_tokens >= 1 so EOS cannot "
+          f"end a response before its first token")
+    return loop.non_finite(metrics, at, state, directory)
 
-  def log(record):
-    workdir.append_metrics(record)
-    history.append(record)
+  def record(metrics, batch, seconds):
+    del batch
+    gen_tokens, train_tokens = int(metrics["generated_tokens"]), int(metrics["train_tokens"])
+    drop = ("ok", "oracle_ok", "length_ok", "finite", "oracle_p", "lengths", "generated_tokens", "train_tokens")
+    return {**{k: float(v) for k, v in metrics.items() if k not in drop},
+            "generated_tokens_per_second": gen_tokens / seconds,
+            "train_tokens_per_second": train_tokens / seconds, "step_seconds": seconds}
 
-  start = int(jax.device_get(state.step))
-  if eval_fn is not None and start == 0:
-    log({"step": 0, **{f"eval/{k}": v for k, v in eval_fn(state.params, 0).items()}})
-
-  preempted = False  # Kept in the result for callers of older versions; a stop now raises `Preempted`.
-  with preemption.handle_signals():
-    for step in range(start, cfg.num_steps):
-      batch = next(iterator)
-      t0 = time.perf_counter()
-      state, metrics = jstep(state, shd.shard_batch(batch, mesh), ref_params)
-      metrics = jax.device_get(metrics)
-      seconds = time.perf_counter() - t0
-      if not bool(metrics["ok"]):
-        save(int(jax.device_get(state.step)))
-        checkpointer.close()
-        if not bool(metrics["oracle_ok"]):
-          _check_oracle(metrics["oracle_p"], step + 1)
-        if not bool(metrics["length_ok"]):
-          rows = np.flatnonzero(np.asarray(metrics["lengths"]) == 0)
-          raise PrefjaxError(
-              f"step {step + 1}: {rows.size} response(s) have zero real tokens (EOS first; "
-              f"responses {rows[:8].tolist()} of this step's samples); set OnlineConfig.min_new_tokens >= 1 "
-              f"so EOS cannot end a response before its first token")
-        raise NonFiniteError(
-            f"non-finite loss ({metrics['loss']}) or grad_norm ({metrics['grad_norm']}) at step {step + 1}; "
-            f"stopped with the last good state (step {int(jax.device_get(state.step))}) checkpointed in "
-            f"{checkpointer.directory}")
-      gen_tokens, train_tokens = int(metrics["generated_tokens"]), int(metrics["train_tokens"])
-      drop = ("ok", "oracle_ok", "length_ok", "finite", "oracle_p", "lengths", "generated_tokens", "train_tokens")
-      record = {"step": step + 1, "epoch": iterator.state().get("epoch", 0),
-                **{k: float(v) for k, v in metrics.items() if k not in drop},
-                "generated_tokens_per_second": gen_tokens / seconds,
-                "train_tokens_per_second": train_tokens / seconds, "step_seconds": seconds}
-      done = step + 1 == cfg.num_steps
-      if eval_fn is not None and (done or (cfg.eval_every and (step + 1) % cfg.eval_every == 0)):
-        record.update({f"eval/{k}": v for k, v in eval_fn(state.params, step + 1).items()})
-      if done or (step + 1) % cfg.log_every == 0 or any(k.startswith("eval/") for k in record):
-        log(record)
-        if verbose:
-          print(_progress(record, cfg), flush=True)
-      if on_step is not None:
-        on_step(step + 1, record)
-      stop = preemption.requested() is not None
-      if done or (cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0) or stop:
-        save(step + 1)
-      if stop:
-        checkpointer.close()
-        preemption.check(f"checkpointed step {step + 1} of {cfg.num_steps} in {checkpointer.directory}")
-  checkpointer.close()
-  return OnlineResult(state, history, preempted, resumed_from)
+  result = loop.run(
+      cfg, workdir, state, prompts.iterator(cfg.batch_size, seed=cfg.seed),
+      lambda state, batch: jstep(state, shd.shard_batch(batch, mesh), ref_params), meta=meta, check=check,
+      record=record, evaluate=eval_fn, progress=lambda rec: _progress(rec, cfg), on_step=on_step,
+      verbose=verbose)
+  return OnlineResult(*result)
 
 
 def _progress(record, cfg):

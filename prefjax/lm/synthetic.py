@@ -265,6 +265,28 @@ def make_rankings(task, ref_logp_CxN, num_prompts, num_responses, key):
           "response_index": ys.astype(np.int32)}
 
 
+def make_singles(task, ref_logp_CxN, num_examples, key):
+  """Offline single-response data: x uniform, y ~ π_ref(·|x), each scored by the exact reward r(x, y) (the
+  oracle; a single-response objective such as DRO regresses on it).
+
+  Returns:
+    A dict with the single-response contract's arrays (`prefjax.lm.data.SINGLE_KEYS`): `tokens_BxL`,
+    `loss_mask_BxL`, `attention_mask_BxL` int32 `[num_examples, L]`, `prompt_id_B` int32 (= the prompt x, so
+    a per-prompt value table has `task.num_prompts` entries), `reward_B` float32, `label_B` int32 (−1: a reward,
+    no label), plus `prompt` and `response_index` (ints into the enumeration).
+  """
+  kx, ky = jax.random.split(key)
+  x = np.asarray(jax.random.randint(kx, (num_examples,), 0, task.num_prompts))
+  ys = np.asarray(jax.random.categorical(ky, jnp.asarray(ref_logp_CxN)[x], axis=-1))
+  tokens = np.concatenate([x[:, None], task.responses_NxR[ys]], 1).astype(np.int32)
+  mask = np.ones(tokens.shape, np.int32)
+  mask[:, 0] = 0
+  return {"tokens_BxL": tokens, "loss_mask_BxL": mask, "attention_mask_BxL": np.ones(tokens.shape, np.int32),
+          "prompt_id_B": x.astype(np.int32), "reward_B": task.rewards_CxN[x, ys].astype(np.float32),
+          "label_B": np.full((num_examples,), -1, np.int32), "prompt": x.astype(np.int32),
+          "response_index": ys.astype(np.int32)}
+
+
 def cycle_margins(task):
   """`[C, N, N]` S[x, y, y'] = Σ_t B[x, t, y_t, y'_t] (antisymmetric; zeros without cycles)."""
   c, n = task.num_prompts, task.num_responses

@@ -1,14 +1,20 @@
 """Offline preference training of a transformer policy with any objective of a contract it feeds.
 
-Objectives come from the objective index (`prefjax.objectives.spec`) by name. The trainer feeds two data
-contracts (`CONTRACTS`): preference pairs ("pair": every pairwise objective and combinations of them,
-through `pairwise_loss_and_metrics` with its switches, and other families' stateless pair objectives such as
-γ-PO and AOT with other costs, through their declared loss) and K responses per prompt with scores
-("ranking": InfoNCA, NCA, Plackett–Luce, PRO, LiPO-λ, MPO; `RANKING_KEYS`, the layout of
-`prefjax.lm.data.MultiResponseDataset`, unpacked, live reference; metrics loss, rewards/mean,
-rewards/accuracies = the fraction of prompts whose best-scored response has the largest implicit reward,
-logps/mean). Another contract, or a stateful objective, is a `PrefjaxError` when the `TrainConfig` is made.
-What follows describes the pair contract.
+Objectives come from the objective index (`prefjax.objectives.spec`) by name. The trainer feeds three data
+contracts (`CONTRACTS`), each with its batch layout, its log-prob function and its loss function:
+- preference pairs ("pair": every pairwise objective and combinations of them, through
+  `pairwise_loss_and_metrics` with its switches, and other families' stateless pair objectives such as γ-PO and
+  AOT with other costs, through their declared loss);
+- K responses per prompt with scores ("ranking": InfoNCA, NCA, Plackett–Luce, PRO, LiPO-λ, MPO;
+  `RANKING_KEYS`, the layout of `prefjax.lm.data.MultiResponseDataset`, unpacked, live reference; metrics
+  loss, rewards/mean, rewards/accuracies = the fraction of prompts whose best-scored response has the largest
+  implicit reward, logps/mean);
+- one response per example with a reward or a binary label ("single": DRO; `SINGLE_KEYS`, the layout of
+  `prefjax.lm.data.SingleResponseDataset`, unpacked, live reference; metrics loss, rewards/mean (β ρ),
+  logps/mean and, for an objective that learns a value V(x) with the policy, values/mean). DRO's V is a table
+  over the data's distinct prompts carried in the training state (`ValueTrainState`).
+Another contract, or a stateful objective (BCO's running shift), is a `PrefjaxError` when the `TrainConfig` is
+made. What follows describes the pair contract.
 
 One jitted step (gradient accumulation as a `lax.scan` over micro-batches) inside a Python loop; the
 training state is one pytree {params, opt_state, step, key} (docs/design.md §3), checkpointed with orbax
@@ -67,7 +73,6 @@ import hashlib
 import inspect
 import math
 import os
-import time
 from typing import Any, NamedTuple, Optional
 
 import flax.linen as nn
@@ -76,13 +81,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from prefjax import checkpoint as ckpt
-from prefjax import preemption
 from prefjax import sharding as shd
 from prefjax import objectives
 from prefjax.objectives import spec
 from prefjax.errors import PrefjaxError
+from prefjax.lm import data
 from prefjax.lm import logprobs
+from prefjax.lm import loop
 from prefjax.lm import model as lm_model
 from prefjax.workdir import Workdir
 
@@ -92,7 +97,7 @@ BATCH_KEYS = tuple(f"{side}_{kind}_BxL" for side in SIDES
 PACKED_KEYS = tuple(f"{side}_{kind}_BxL" for side in SIDES
                     for kind in ("segment_ids", "positions")) + ("num_pairs_B",)
 REFERENCE_CACHE = "reference_logps.npz"
-CHECKPOINTS = "checkpoints"
+CHECKPOINTS = loop.CHECKPOINTS
 
 # Peak dense FLOP/s per device (bf16 for accelerators) for MFU; unknown devices report mfu = None unless
 # `TrainConfig.peak_flops` is given.
@@ -108,19 +113,15 @@ PEAK_FLOPS = {
 }
 
 
-class NonFiniteError(PrefjaxError):
-  """Training hit a non-finite loss or gradient; the last good state is checkpointed."""
-
-
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(loop.OptimConfig):
   """Hyper-parameters of offline preference training.
 
   Attributes:
-    objective: the name of a declared objective whose data contract is a preference pair ("pair": the
-      pairwise family, AOT with other costs, γ-PO; `prefjax.objectives.list_objectives(contract="pair")`), or
-      a combination {name: weight} of pairwise objectives. Another contract is a `PrefjaxError` naming the
-      contracts this trainer feeds (`CONTRACTS`).
+    objective: the name of a declared, stateless objective whose data contract this trainer feeds
+      (`CONTRACTS`: "pair", "ranking", "single"; `prefjax.objectives.list_objectives(contract=...)`), or a
+      combination {name: weight} of pairwise objectives. Another contract is a `PrefjaxError` naming the
+      contracts this trainer feeds.
     beta: β > 0 (τ for IPO).
     label_smoothing: ε for objectives that take one.
     length_normalize: the objectives' length-normalisation switch (needs token counts; given).
@@ -130,20 +131,10 @@ class TrainConfig:
       `pack_segments` > 0, rows per optimiser step (each holding 1..pack_segments pairs).
     grad_accum: micro-batches per optimiser step (gradients averaged; batch-coupled objectives such as
       AOT then sort within each micro-batch).
-    num_steps: optimiser steps.
-    learning_rate: peak learning rate.
-    schedule: "cosine", "linear" or "constant" after `warmup_steps` of linear warm-up from 0.
-    warmup_steps: linear warm-up steps.
-    min_lr_ratio: final learning rate / peak for the decaying schedules.
-    grad_clip: global-norm clipping threshold (0 disables).
-    weight_decay: AdamW decoupled weight decay.
-    b1, b2, eps: Adam moments.
     reference: "precomputed" (cached in the workdir) or "live".
-    log_every: steps between metrics records and progress lines.
-    eval_every: steps between evaluations (0: only at the start and end).
-    checkpoint_every: steps between checkpoints (0: only at the end and on SIGTERM/SIGINT / bad numbers).
-    keep_checkpoints: how many checkpoints to keep.
-    seed: data order and PRNG key.
+    num_steps, learning_rate, schedule, warmup_steps, min_lr_ratio, grad_clip, weight_decay, b1, b2, eps,
+      log_every, eval_every, checkpoint_every, keep_checkpoints, seed: `prefjax.lm.loop.OptimConfig`'s (the
+      optimiser, shared with the online trainer; the seed also orders the data).
     peak_flops: per-device peak FLOP/s for MFU (None: look the device up in `PEAK_FLOPS`).
     pack_segments: 0 (one pair per row), or S >= 1: train on packed rows of up to S pairs
       (`dataset.iterator(batch_size, seed=, pack_segments=S)`; see the module docstring). Not with
@@ -152,6 +143,8 @@ class TrainConfig:
       predict response tokens (R positions per row, rounded up to a multiple of `WINDOW_MULTIPLE`, one
       compiled step per distinct R; `logits_window_for`); "full": at every position. The same log-probs up
       to float32 rounding, packed or not.
+    value_learning_rate: objectives that learn a value V(x) with the policy (DRO): the learning rate of the
+      per-prompt value table (Adam, constant; see `ValueTrainState`).
   """
   objective: Any = "sigmoid"
   beta: float = 0.1
@@ -161,51 +154,28 @@ class TrainConfig:
   reduction: str = "sum"
   batch_size: int = 8
   grad_accum: int = 1
-  num_steps: int = 100
-  learning_rate: float = 1e-4
-  schedule: str = "cosine"
-  warmup_steps: int = 0
-  min_lr_ratio: float = 0.0
-  grad_clip: float = 1.0
-  weight_decay: float = 0.0
-  b1: float = 0.9
-  b2: float = 0.999
-  eps: float = 1e-8
   reference: str = "precomputed"
-  log_every: int = 1
-  eval_every: int = 0
-  checkpoint_every: int = 0
-  keep_checkpoints: int = 2
-  seed: int = 0
   peak_flops: Optional[float] = None
   pack_segments: int = 0
   logits_window: str = "response"
+  value_learning_rate: float = 0.1
 
   def __post_init__(self):
-    for name in ("batch_size", "grad_accum", "num_steps", "log_every"):
+    for name in ("batch_size", "grad_accum"):
       v = getattr(self, name)
       if not isinstance(v, (int, np.integer)) or v < 1:
         raise PrefjaxError(f"TrainConfig.{name} must be a positive integer, got {v!r}")
-    for name in ("warmup_steps", "eval_every", "checkpoint_every", "pack_segments"):
-      v = getattr(self, name)
-      if not isinstance(v, (int, np.integer)) or v < 0:
-        raise PrefjaxError(f"TrainConfig.{name} must be an integer >= 0, got {v!r}")
+    if not isinstance(self.pack_segments, (int, np.integer)) or self.pack_segments < 0:
+      raise PrefjaxError(f"TrainConfig.pack_segments must be an integer >= 0, got {self.pack_segments!r}")
+    super().__post_init__()
     if self.batch_size % self.grad_accum:
       raise PrefjaxError(f"TrainConfig.batch_size={self.batch_size} must be a multiple of "
                          f"grad_accum={self.grad_accum}")
-    if self.schedule not in SCHEDULES:
-      raise PrefjaxError(f"TrainConfig.schedule: unknown {self.schedule!r}; known: {sorted(SCHEDULES)}")
     if self.reference not in ("precomputed", "live"):
       raise PrefjaxError(f"TrainConfig.reference must be 'precomputed' or 'live', got {self.reference!r}")
     if self.reduction not in logprobs.REDUCTIONS:
       raise PrefjaxError(f"TrainConfig.reduction: unknown {self.reduction!r}; known: "
                          f"{sorted(logprobs.REDUCTIONS)}")
-    if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-      raise PrefjaxError(f"TrainConfig.learning_rate must be > 0, got {self.learning_rate}")
-    if not self.grad_clip >= 0:
-      raise PrefjaxError(f"TrainConfig.grad_clip must be >= 0, got {self.grad_clip}")
-    if not 0 <= self.min_lr_ratio <= 1:
-      raise PrefjaxError(f"TrainConfig.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
     # Validates the objective name and its hyper-parameters now rather than inside jit.
     declared = _declared_objective(self.objective)
     if declared is None:
@@ -217,13 +187,15 @@ class TrainConfig:
       if declared.stateful:
         raise PrefjaxError(f"TrainConfig.objective={self.objective!r} carries state between steps; the LM "
                            f"offline trainer does not carry objective state yet (train it on a bandit)")
-      if declared.contract == "ranking" and self.reference != "live":
+      what = {"ranking": "K responses per prompt", "single": "one response per example"}.get(declared.contract)
+      if what and self.reference != "live":
         raise PrefjaxError(f"TrainConfig.reference={self.reference!r}: the reference cache holds pairs; "
-                           f"{self.objective!r} trains on K responses per prompt (contract 'ranking'): use "
+                           f"{self.objective!r} trains on {what} (contract {declared.contract!r}): use "
                            f"reference='live'")
-      if declared.contract == "ranking" and self.pack_segments:
+      if what and self.pack_segments:
         raise PrefjaxError(f"TrainConfig.pack_segments={self.pack_segments}: packing is for pairs; "
-                           f"{self.objective!r} (contract 'ranking') trains unpacked: use pack_segments=0")
+                           f"{self.objective!r} (contract {declared.contract!r}) trains unpacked: use "
+                           f"pack_segments=0")
       if self.length_normalize or self.divergence != "reverse_kl":
         raise PrefjaxError(f"TrainConfig.length_normalize / divergence are switches of the pairwise "
                            f"registry's objectives; {self.objective!r} is declared with its own loss (use "
@@ -232,6 +204,10 @@ class TrainConfig:
         raise PrefjaxError(f"TrainConfig.label_smoothing={self.label_smoothing}: {self.objective!r} does not "
                            f"use label smoothing")
       declared.loss()
+    if not (isinstance(self.value_learning_rate, (int, float)) and math.isfinite(self.value_learning_rate)
+            and self.value_learning_rate > 0):
+      raise PrefjaxError(f"TrainConfig.value_learning_rate must be finite and > 0, got "
+                         f"{self.value_learning_rate!r}")
     if self.logits_window not in ("response", "full"):
       raise PrefjaxError(f"TrainConfig.logits_window must be 'response' or 'full', got {self.logits_window!r}")
     coupled = declared.batch_coupled if declared is not None else objectives.is_batch_coupled(self.objective)
@@ -253,36 +229,28 @@ class TrainState(NamedTuple):
   key: jax.Array  # typed PRNG key (stored as key data in checkpoints)
 
 
-def _cosine(cfg):
-  return optax.warmup_cosine_decay_schedule(
-      0.0, cfg.learning_rate, max(cfg.warmup_steps, 0), max(cfg.num_steps, cfg.warmup_steps + 1),
-      end_value=cfg.learning_rate * cfg.min_lr_ratio)
+class ValueTrainState(NamedTuple):
+  """The training pytree of an objective that learns a value V(x) with the policy (DRO): `TrainState`'s
+  fields plus the value table and its optimiser state.
+
+  V is a table over the training data's distinct prompts (`prompt_id_B` of the single-response contract,
+  `num_prompts` entries, 0 at the start), trained on the objective's own value loss by Adam at
+  `TrainConfig.value_learning_rate`. DRO's loss evaluates V only at the prompts of its data, where a table is
+  the most flexible value function (the paper trains a value network; a table has no parameters shared across
+  prompts and needs no second model). Replicated on the mesh.
+  """
+  params: Any
+  opt_state: Any
+  step: jax.Array
+  key: jax.Array
+  values: jax.Array  # [num_prompts] float32
+  value_opt_state: Any
 
 
-def _linear(cfg):
-  return optax.join_schedules([
-      optax.linear_schedule(0.0, cfg.learning_rate, max(cfg.warmup_steps, 1)),
-      optax.linear_schedule(cfg.learning_rate, cfg.learning_rate * cfg.min_lr_ratio,
-                            max(cfg.num_steps - cfg.warmup_steps, 1))], [cfg.warmup_steps])
-
-
-def _constant(cfg):
-  if cfg.warmup_steps == 0:
-    return optax.constant_schedule(cfg.learning_rate)
-  return optax.join_schedules([
-      optax.linear_schedule(0.0, cfg.learning_rate, cfg.warmup_steps),
-      optax.constant_schedule(cfg.learning_rate)], [cfg.warmup_steps])
-
-
-SCHEDULES = {"cosine": _cosine, "linear": _linear, "constant": _constant}
-
-
-def make_optimizer(cfg):
-  """AdamW with the configured schedule and global-norm clipping; returns `(tx, schedule)`."""
-  schedule = SCHEDULES[cfg.schedule](cfg)
-  parts = [optax.clip_by_global_norm(cfg.grad_clip)] if cfg.grad_clip > 0 else []
-  parts.append(optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay))
-  return optax.chain(*parts), schedule
+# The optimiser and its schedules live with the shared loop (re-exported here for older callers).
+SCHEDULES = loop.SCHEDULES
+make_optimizer = loop.make_optimizer
+NonFiniteError = loop.NonFiniteError
 
 
 def _check_batch(batch, where="batch", pack_segments=0):
@@ -423,6 +391,42 @@ def _ranking_loss_fn(params, micro, ref_params, *, logps_fn, cfg):
                 "logps/mean": jnp.mean(jax.lax.stop_gradient(pw))}
 
 
+def make_single_logps_fn(model_config, reduction="sum"):
+  """`fn(params, batch) -> (logps [B], counts [B])` of one response per row (`SINGLE_KEYS`)."""
+  apply_fn = lm_model.Transformer(model_config).apply
+
+  def fn(params, batch):
+    out = logprobs.policy_logps(apply_fn, params, batch["tokens_BxL"], batch["loss_mask_BxL"],
+                                batch["attention_mask_BxL"], reduction=reduction)
+    return out.logps, out.counts
+
+  return fn
+
+
+def _single_loss_fn(trainable, micro, ref_params, *, logps_fn, cfg, needs_value):
+  """Per-example losses of a single-response objective and their batch mean.
+
+  `trainable` is the policy's parameters, or (parameters, value table) when the objective learns V(x); the
+  objective's loss is differentiated with respect to both (DRO's joint loss: its policy part holds V fixed,
+  its value part the policy). Metrics: loss, rewards/mean (β ρ), logps/mean, values/mean (with a value).
+  """
+  params, values = trainable if needs_value else (trainable, None)
+  pw, counts = logps_fn(params, micro)
+  rw, _ = logps_fn(ref_params, micro)
+  rw = jax.lax.stop_gradient(rw)
+  v = values[micro["prompt_id_B"]] if needs_value else None
+  batch = spec.SingleBatch(pw, rw, desirable=micro["label_B"] == 1, rewards=micro["reward_B"].astype(pw.dtype),
+                           values=v, lengths=jnp.maximum(counts, 1).astype(pw.dtype))
+  losses, _ = spec.get(cfg.objective).loss().fn(
+      batch, spec.HParams(jnp.asarray(cfg.beta, pw.dtype), jnp.asarray(cfg.label_smoothing, pw.dtype)), (), None)
+  loss = jnp.mean(losses)
+  metrics = {"loss": loss, "rewards/mean": jnp.mean(cfg.beta * jax.lax.stop_gradient(pw - rw)),
+             "logps/mean": jnp.mean(jax.lax.stop_gradient(pw))}
+  if needs_value:
+    metrics["values/mean"] = jnp.mean(jax.lax.stop_gradient(v))
+  return loss, metrics
+
+
 def _logps(params, micro, ref_params, logps_fn, ref_keys):
   """Policy log-probs and counts, and the reference's (live, or from the batch's `ref_keys`)."""
   pw, pl, nw, nl = logps_fn(params, micro)
@@ -434,10 +438,25 @@ def _logps(params, micro, ref_params, logps_fn, ref_keys):
 
 
 # The data contracts this trainer feeds (`prefjax.objectives.spec.CONTRACTS`): preference pairs (`BATCH_KEYS`,
-# packed or not, live or cached reference) and K responses per prompt with scores (`RANKING_KEYS`, the
-# multi-response JSONL of `prefjax.lm.data.MultiResponseDataset`, live reference).
-CONTRACTS = ("pair", "ranking")
+# packed or not, live or cached reference), K responses per prompt with scores (`RANKING_KEYS`, the
+# multi-response JSONL of `prefjax.lm.data.MultiResponseDataset`, live reference) and one response per example
+# with a reward or a binary label (`SINGLE_KEYS`, `prefjax.lm.data.SingleResponseDataset`, live reference).
+CONTRACTS = ("pair", "ranking", "single")
 RANKING_KEYS = ("tokens_BxKxL", "loss_mask_BxKxL", "attention_mask_BxKxL", "scores_BxK")
+SINGLE_KEYS = data.SINGLE_KEYS
+
+
+def needs_value(cfg):
+  """Whether `cfg.objective` learns a value V(x) with the policy (its state is a `ValueTrainState`); False for
+  configs without an objective (the online trainer's, which builds on `state_shardings` / `init_state`)."""
+  objective = getattr(cfg, "objective", None)
+  return (objective is not None and contract_of(objective) == "single"
+          and spec.get(objective).loss().needs_value)
+
+
+def needs_labels(objective):
+  """Whether a single-response objective reads binary labels (`label_B` 0/1; rows with −1 have none)."""
+  return contract_of(objective) == "single" and spec.get(objective).loss().needs_labels
 
 
 def contract_of(objective):
@@ -523,13 +542,19 @@ def make_train_step(model_config, cfg, *, live_reference, window=None):
   """
   tx, schedule = make_optimizer(cfg)
   packed = cfg.pack_segments > 0
-  ranking = contract_of(cfg.objective) == "ranking"
+  contract = contract_of(cfg.objective)
+  ranking, single, with_value = contract == "ranking", contract == "single", needs_value(cfg)
+  if (ranking or single) and not live_reference:
+    raise PrefjaxError(f"train step: the {contract} contract needs live_reference=True (no reference cache)")
   if ranking:
-    if not live_reference:
-      raise PrefjaxError("train step: the ranking contract needs live_reference=True (no reference cache)")
     logps_fn = make_ranking_logps_fn(model_config, cfg.reduction)
     grad_fn = jax.value_and_grad(
         lambda p, micro, ref: _ranking_loss_fn(p, micro, ref, logps_fn=logps_fn, cfg=cfg), has_aux=True)
+  elif single:
+    logps_fn = make_single_logps_fn(model_config, cfg.reduction)
+    grad_fn = jax.value_and_grad(
+        lambda p, micro, ref: _single_loss_fn(p, micro, ref, logps_fn=logps_fn, cfg=cfg, needs_value=with_value),
+        has_aux=True)
   elif packed:
     logps_fn = make_packed_logps_fn(model_config, cfg.pack_segments, cfg.reduction, window)
     grad_fn = jax.value_and_grad(
@@ -555,17 +580,23 @@ def make_train_step(model_config, cfg, *, live_reference, window=None):
       raise PrefjaxError(f"train step: objective {cfg.objective!r} (contract 'ranking') needs a batch with "
                          f"{list(RANKING_KEYS)} (prefjax.lm.data.MultiResponseDataset, RankingArrays); got "
                          f"{sorted(batch)}")
+    if single and any(k not in batch for k in SINGLE_KEYS):
+      raise PrefjaxError(f"train step: objective {cfg.objective!r} (contract 'single') needs a batch with "
+                         f"{list(SINGLE_KEYS)} (prefjax.lm.data.SingleResponseDataset, SingleArrays); got "
+                         f"{sorted(batch)}")
     if not live_reference and any(k not in batch for k in ref_keys):
       raise PrefjaxError(f"train step: live_reference=False needs {list(ref_keys)} in the batch")
     ref = ref_params if live_reference else None
     extra = (jnp.sum(batch["num_pairs_B"]),) if packed else ()
 
+    trainable = (state.params, state.values) if with_value else state.params
+
     def body(acc, micro):
-      (_, metrics), grads = grad_fn(state.params, micro, ref, *extra)
+      (_, metrics), grads = grad_fn(trainable, micro, ref, *extra)
       return jax.tree.map(jnp.add, acc, (grads, metrics)), None
 
-    zeros = (jax.tree.map(jnp.zeros_like, state.params),
-             jax.eval_shape(lambda: grad_fn(state.params, jax.tree.map(lambda x: x[0], batch), ref,
+    zeros = (jax.tree.map(jnp.zeros_like, trainable),
+             jax.eval_shape(lambda: grad_fn(trainable, jax.tree.map(lambda x: x[0], batch), ref,
                                             *extra)[0][1]))
     zeros = (zeros[0], jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zeros[1]))
     (grads, metrics), _ = jax.lax.scan(body, zeros, batch)
@@ -573,14 +604,23 @@ def make_train_step(model_config, cfg, *, live_reference, window=None):
       a = cfg.grad_accum
       grads = jax.tree.map(lambda g: g / a, grads)
       metrics = jax.tree.map(lambda m: m / a, metrics)
+    if with_value:
+      grads, value_grads = grads
     grad_norm = optax.tree.norm(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
+    if with_value:
+      finite = finite & jnp.all(jnp.isfinite(value_grads))
     keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-    new_state = TrainState(keep(params, state.params), keep(opt_state, state.opt_state),
-                           state.step + finite.astype(jnp.int32),
-                           state.key)
+    base = (keep(params, state.params), keep(opt_state, state.opt_state), state.step + finite.astype(jnp.int32),
+            state.key)
+    if with_value:
+      v_updates, v_opt = value_optimizer(cfg).update(value_grads, state.value_opt_state, state.values)
+      new_state = ValueTrainState(*base, keep(optax.apply_updates(state.values, v_updates), state.values),
+                                  keep(v_opt, state.value_opt_state))
+    else:
+      new_state = TrainState(*base)
     metrics.update({"grad_norm": grad_norm, "learning_rate": schedule(state.step),
                     "finite": finite})
     return new_state, metrics
@@ -593,86 +633,12 @@ def make_train_step(model_config, cfg, *, live_reference, window=None):
 # ------------------------------------------------------------------------------------------------
 
 
-def _check_ranking_batch(batch, where="batch"):
-  missing = [k for k in RANKING_KEYS if k not in batch]
-  if missing:
-    raise PrefjaxError(f"{where} is missing {missing}; a ranking batch (K responses per prompt) has "
-                       f"{list(RANKING_KEYS)}")
-  shape = np.shape(batch["tokens_BxKxL"])
-  if len(shape) != 3 or shape[1] < 2:
-    raise PrefjaxError(f"{where}: tokens_BxKxL must be [B, K >= 2, L], got shape {shape}")
-  for k in RANKING_KEYS[1:3]:
-    if np.shape(batch[k]) != shape:
-      raise PrefjaxError(f"{where}: {k} has shape {np.shape(batch[k])}, tokens_BxKxL {shape}")
-  if np.shape(batch["scores_BxK"]) != shape[:2]:
-    raise PrefjaxError(f"{where}: scores_BxK has shape {np.shape(batch['scores_BxK'])}, expected {shape[:2]}")
-
-
-class PairArrays:
-  """An in-memory pairwise dataset: a dict of `[N, L]` int32 arrays with the batch contract's keys."""
-
-  def __init__(self, arrays):
-    _check_batch(arrays, "PairArrays")
-    self.arrays = {k: np.asarray(arrays[k], np.int32) for k in BATCH_KEYS}
-    n = {v.shape[0] for v in self.arrays.values()}
-    if len(n) != 1 or 0 in n:
-      raise PrefjaxError(f"PairArrays: arrays must share a non-zero leading size, got {sorted(n)}")
-
-  def __len__(self):
-    return next(iter(self.arrays.values())).shape[0]
-
-  def iterator(self, batch_size, seed=0, state=None):
-    it = PairIterator(self, batch_size, seed)
-    if state is not None:
-      it.restore(state)
-    return it
-
-
-class RankingArrays(PairArrays):
-  """An in-memory K-responses-per-prompt dataset: `[N, K, L]` int32 token arrays and `[N, K]` float scores
-  (`RANKING_KEYS`, the layout of `prefjax.lm.data.MultiResponseDataset`)."""
-
-  def __init__(self, arrays):  # pylint: disable=super-init-not-called
-    _check_ranking_batch(arrays, "RankingArrays")
-    self.arrays = {k: np.asarray(arrays[k], np.float32 if k == "scores_BxK" else np.int32) for k in RANKING_KEYS}
-    if self.arrays["scores_BxK"].shape[0] == 0:
-      raise PrefjaxError("RankingArrays: no examples")
-
-
-class PairIterator:
-  """Epochs of a deterministic permutation (seeded by (seed, epoch)); state is a JSON dict of ints."""
-
-  def __init__(self, dataset, batch_size, seed):
-    if batch_size > len(dataset):
-      raise PrefjaxError(f"batch_size={batch_size} exceeds the dataset's {len(dataset)} pairs")
-    self.dataset, self.batch_size, self.seed = dataset, int(batch_size), int(seed)
-    self.epoch, self.index = 0, 0
-    self._perm = self._permutation(0)
-
-  def _permutation(self, epoch):
-    return np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset))
-
-  def __iter__(self):
-    return self
-
-  def __next__(self):
-    if self.index + self.batch_size > len(self.dataset):  # drop the remainder; next epoch
-      self.epoch, self.index = self.epoch + 1, 0
-      self._perm = self._permutation(self.epoch)
-    idx = self._perm[self.index:self.index + self.batch_size]
-    self.index += self.batch_size
-    return {k: v[idx] for k, v in self.dataset.arrays.items()}
-
-  def state(self):
-    return {"seed": self.seed, "epoch": self.epoch, "index": self.index,
-            "num_examples": len(self.dataset), "batch_size": self.batch_size}
-
-  def restore(self, state):
-    if state.get("num_examples", len(self.dataset)) != len(self.dataset):
-      raise PrefjaxError(f"iterator state is for {state['num_examples']} examples, the dataset has "
-                         f"{len(self.dataset)}")
-    self.seed, self.epoch, self.index = int(state["seed"]), int(state["epoch"]), int(state["index"])
-    self._perm = self._permutation(self.epoch)
+# The in-memory datasets and their iterator live with the data (`prefjax.lm.data`); re-exported here.
+_check_ranking_batch = data.check_ranking_batch
+PairArrays = data.PairArrays
+RankingArrays = data.RankingArrays
+PairIterator = data.PairIterator
+SingleArrays = data.SingleArrays
 
 
 # ------------------------------------------------------------------------------------------------
@@ -817,43 +783,62 @@ def _boxed_state(model_config, tx, key):
   return jax.eval_shape(build)
 
 
+def value_optimizer(cfg):
+  """The value table's optimiser (`ValueTrainState`): Adam at `cfg.value_learning_rate`, constant."""
+  return optax.adam(cfg.value_learning_rate, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
+
+
 def state_shardings(model_config, cfg, mesh):
-  """`NamedSharding`s of a `TrainState` on `mesh` via the model's logical axis rules."""
+  """`NamedSharding`s of a `TrainState` (a `ValueTrainState` when `needs_value(cfg)`, its value table
+  replicated) on `mesh` via the model's logical axis rules."""
   tx, _ = make_optimizer(cfg)
   boxed_params, boxed_opt = _boxed_state(model_config, tx, jax.random.key(0))
   rep = shd.replicated(mesh)
-  return TrainState(shd.logical_shardings(boxed_params, mesh), shd.logical_shardings(boxed_opt, mesh),
-                    rep, rep)
+  base = (shd.logical_shardings(boxed_params, mesh), shd.logical_shardings(boxed_opt, mesh), rep, rep)
+  if not needs_value(cfg):
+    return TrainState(*base)
+  v_opt = jax.eval_shape(value_optimizer(cfg).init, jax.ShapeDtypeStruct((1,), jnp.float32))
+  return ValueTrainState(*base, rep, jax.tree.map(lambda _: rep, v_opt))
 
 
-def init_state(model_config, cfg, params, key, mesh):
-  """A `TrainState` from (unboxed) `params`, placed on `mesh`."""
+def init_state(model_config, cfg, params, key, mesh, num_prompts=0):
+  """A `TrainState` from (unboxed) `params`, placed on `mesh`; a `ValueTrainState` with a zero value table of
+  `num_prompts` entries when `needs_value(cfg)`."""
   tx, _ = make_optimizer(cfg)
   shardings = state_shardings(model_config, cfg, mesh)
   # A copy: the step donates the state, and `params` may alias the reference's buffers.
   params = jax.tree.map(lambda x: jnp.array(x, copy=True),
                         jax.device_put(nn.unbox(params), shardings.params))
   opt_state = jax.jit(tx.init, out_shardings=shardings.opt_state)(params)
-  return TrainState(params, opt_state, jax.device_put(jnp.zeros((), jnp.int32), shardings.step),
-                    jax.device_put(key, shardings.key))
+  base = (params, opt_state, jax.device_put(jnp.zeros((), jnp.int32), shardings.step),
+          jax.device_put(key, shardings.key))
+  if not needs_value(cfg):
+    return TrainState(*base)
+  if not isinstance(num_prompts, (int, np.integer)) or num_prompts < 1:
+    raise PrefjaxError(f"objective {cfg.objective!r} learns a value per prompt: the dataset must say how many "
+                       f"distinct prompts it has (num_prompts >= 1), got {num_prompts!r}")
+  values = jax.device_put(jnp.zeros((int(num_prompts),), jnp.float32), shardings.values)
+  v_opt = jax.jit(value_optimizer(cfg).init, out_shardings=shardings.value_opt_state)(values)
+  return ValueTrainState(*base, values, v_opt)
 
 
-def _abstract_state(state):
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+_abstract_state = loop.abstract_state
 
 
 def train(model_config, cfg, dataset, workdir, *, init_params, ref_params=None, eval_fn=None,
           mesh=None, on_step=None, verbose=True, extra_config=None):
-  """Trains (or resumes training of) a policy on a pairwise dataset; writes everything to `workdir`.
+  """Trains (or resumes training of) a policy on a dataset of the objective's contract; writes everything to
+  `workdir`. The loop (resume, evaluation, metrics, checkpoints, SIGTERM) is `prefjax.lm.loop.run`.
 
   Args:
     model_config: the policy's `TransformerConfig` (the reference has the same architecture).
     cfg: `TrainConfig`.
-    dataset: an object with `iterator(batch_size, seed=, state=)` returning an iterator of batch dicts
-      (`BATCH_KEYS`, numpy int32 `[B, L]`) with `state()` / `restore(state)` (`PairArrays`, or
-      `prefjax.lm.data`'s datasets). With `cfg.pack_segments` > 0 it is called as
-      `iterator(batch_size, seed=, pack_segments=)` and must return packed batches
-      (`prefjax.lm.data.PreferenceDataset`).
+    dataset: an object with `iterator(batch_size, seed=, state=)` returning an iterator of batch dicts of
+      the objective's contract (pairs: `BATCH_KEYS`, numpy int32 `[B, L]`; ranking: `RANKING_KEYS`; single:
+      `SINGLE_KEYS`) with `state()` / `restore(state)` (`PairArrays`, `RankingArrays`, `SingleArrays`, or
+      `prefjax.lm.data`'s datasets); for an objective that learns a value per prompt (DRO) it also has
+      `num_prompts`. With `cfg.pack_segments` > 0 it is called as `iterator(batch_size, seed=, pack_segments=)`
+      and must return packed batches (`prefjax.lm.data.PreferenceDataset`).
     workdir: directory (str or `Workdir`): metrics.jsonl, checkpoints/, reference_logps.npz.
     init_params: the policy's initial variables (usually the reference's).
     ref_params: the reference's variables (default: `init_params`).
@@ -880,33 +865,27 @@ def train(model_config, cfg, dataset, workdir, *, init_params, ref_params=None, 
     raise PrefjaxError(f"micro-batch {cfg.micro_batch} (batch_size / grad_accum) must be a multiple of "
                        f"the mesh's data×fsdp = {shd.batch_divisor(mesh)}")
   live = cfg.reference == "live"
-  ranking = contract_of(cfg.objective) == "ranking"
+  contract = contract_of(cfg.objective)
+  ranking, single = contract == "ranking", contract == "single"
   ref_params = init_params if ref_params is None else ref_params
   shardings = state_shardings(model_config, cfg, mesh)
   ref_params = jax.device_put(nn.unbox(ref_params), shardings.params)
-  key = jax.random.key(cfg.seed)
-  state = init_state(model_config, cfg, init_params, key, mesh)
-  checkpointer = ckpt.Checkpointer(workdir.file(CHECKPOINTS), max_to_keep=cfg.keep_checkpoints)
+  num_prompts = 0
+  if needs_value(cfg):
+    num_prompts = getattr(dataset, "num_prompts", None)
+    if num_prompts is None:
+      raise PrefjaxError(f"TrainConfig.objective={cfg.objective!r} learns a value per prompt: the dataset "
+                         f"({type(dataset).__name__}) must have num_prompts (prefjax.lm.data.SingleResponseDataset "
+                         f"and SingleArrays do)")
+  state = init_state(model_config, cfg, init_params, jax.random.key(cfg.seed), mesh, num_prompts)
   meta = {"model": dataclasses.asdict(model_config) | {"dtype": str(model_config.dtype),
                                                       "param_dtype": str(model_config.param_dtype)},
           **(extra_config or {})}
-  meta = jax.tree.map(lambda x: x if isinstance(x, (int, float, str, bool, type(None))) else str(x), meta)
-
   if cfg.pack_segments:
     _check_accepts_packing(dataset, cfg)
     iterator = dataset.iterator(cfg.batch_size, seed=cfg.seed, pack_segments=cfg.pack_segments)
   else:
     iterator = dataset.iterator(cfg.batch_size, seed=cfg.seed)
-  resumed_from = checkpointer.latest_step()
-  if resumed_from is not None:
-    state, extra = checkpointer.restore(_abstract_state(state))
-    iterator.restore(extra["iterator"])
-    if verbose:
-      print(f"resumed from {checkpointer.directory} step {resumed_from}", flush=True)
-  # metrics.jsonl holds no step twice: lines after the restored checkpoint (all of them when there is none: a
-  # run killed before its first checkpoint starts again) are from the lost part of an earlier attempt.
-  workdir.truncate_metrics(resumed_from)
-
   cache = None if live else ReferenceCache(workdir.file(REFERENCE_CACHE))
 
   def ref_compute(batch):
@@ -916,81 +895,60 @@ def train(model_config, cfg, dataset, workdir, *, init_params, ref_params=None, 
     w, l, _, _ = logps_fn(ref_params, shd.shard_batch(batch, mesh) if _divisible(batch, mesh) else batch)
     return jax.device_get(w), jax.device_get(l)
 
-  seq_len = None
+  def prepare(batch):
+    if ranking:
+      _check_ranking_batch(batch)
+    elif single:
+      data.check_single_batch(batch)
+      if needs_labels(cfg.objective) and np.any(np.asarray(batch["label_B"]) < 0):
+        raise PrefjaxError(f"TrainConfig.objective={cfg.objective!r} reads binary labels, but this batch has "
+                           f"rows with a reward and no label (label_B = -1): give it rows with \"label\"")
+    else:
+      _check_batch(batch, pack_segments=cfg.pack_segments)
+    if cache is not None and cfg.pack_segments:
+      w, l = cache.lookup_packed(batch, cfg.pack_segments, ref_compute)
+      batch = {**batch, "ref_chosen_logps_BxS": w, "ref_rejected_logps_BxS": l}
+    elif cache is not None:
+      w, l = cache.lookup(batch, ref_compute)
+      batch = {**batch, "ref_chosen_logps_B": w, "ref_rejected_logps_B": l}
+    return batch
+
+  def step(state, batch):
+    jstep, _ = _compiled(model_config, cfg, live, mesh, logits_window_for(batch, cfg))
+    a = cfg.grad_accum
+    host = {k: np.asarray(v).reshape((a, cfg.micro_batch) + np.shape(v)[1:]) for k, v in batch.items()}
+    return jstep(state, shd.shard_batch(host, mesh, batch_axis=1), ref_params if live else None)
+
+  def check(metrics, at, state):
+    if not bool(metrics.pop("finite")):
+      return loop.non_finite(metrics, at, state, os.path.abspath(workdir.file(CHECKPOINTS)))
+    return None
+
   peak = device_peak_flops(cfg)
-  history = []
 
-  def save(step):
-    checkpointer.save(step, state, {"iterator": iterator.state(), **meta})
-    if cache is not None:
-      cache.save()
+  def record(metrics, batch, seconds):
+    if ranking:
+      seq_len, per_row = batch["tokens_BxKxL"].shape[2], batch["tokens_BxKxL"].shape[1]
+    elif single:
+      seq_len, per_row = batch["tokens_BxL"].shape[1], 1
+    else:
+      seq_len, per_row = batch["chosen_tokens_BxL"].shape[1], 2
+    n_tokens = cfg.batch_size * per_row * seq_len
+    out = {**{k: float(v) for k, v in metrics.items()}, "tokens_per_second": n_tokens / seconds,
+           "step_seconds": seconds}
+    if cfg.pack_segments:
+      out["pairs_per_step"] = int(np.sum(batch["num_pairs_B"]))
+    flops = lm_model.flops_per_token(model_config, seq_len) + (
+        lm_model.flops_per_token(model_config, seq_len, training=False) if live else 0)
+    out["mfu"] = (flops * n_tokens / seconds / (peak * mesh.size)) if peak else None
+    return out
 
-  def log(record):
-    workdir.append_metrics(record)
-    history.append(record)
-
-  start = int(jax.device_get(state.step))
-  if eval_fn is not None and start == 0:
-    log({"step": 0, **{f"eval/{k}": v for k, v in eval_fn(state.params).items()}})
-
-  preempted = False  # Kept in the result for callers of older versions; a stop now raises `Preempted`.
-  with preemption.handle_signals():
-    for step in range(start, cfg.num_steps):
-      batch = next(iterator)
-      if ranking:
-        _check_ranking_batch(batch)
-      else:
-        _check_batch(batch, pack_segments=cfg.pack_segments)
-      if seq_len is None:
-        seq_len = batch["tokens_BxKxL"].shape[2] if ranking else batch["chosen_tokens_BxL"].shape[1]
-      jstep, _ = _compiled(model_config, cfg, live, mesh, logits_window_for(batch, cfg))
-      if cache is not None and cfg.pack_segments:
-        w, l = cache.lookup_packed(batch, cfg.pack_segments, ref_compute)
-        batch = {**batch, "ref_chosen_logps_BxS": w, "ref_rejected_logps_BxS": l}
-      elif cache is not None:
-        w, l = cache.lookup(batch, ref_compute)
-        batch = {**batch, "ref_chosen_logps_B": w, "ref_rejected_logps_B": l}
-      a = cfg.grad_accum
-      host = {k: np.asarray(v).reshape((a, cfg.micro_batch) + np.shape(v)[1:]) for k, v in batch.items()}
-      t0 = time.perf_counter()
-      new_state, metrics = jstep(state, shd.shard_batch(host, mesh, batch_axis=1),
-                                 ref_params if live else None)
-      metrics = jax.device_get(metrics)
-      seconds = time.perf_counter() - t0
-      state = new_state
-      if not bool(metrics.pop("finite")):
-        save(int(jax.device_get(state.step)))
-        checkpointer.close()
-        raise NonFiniteError(
-            f"non-finite loss ({metrics['loss']}) or grad_norm ({metrics['grad_norm']}) at step {step + 1}; "
-            f"stopped with the last good state (step {int(jax.device_get(state.step))}) checkpointed in "
-            f"{checkpointer.directory}")
-      n_tokens = cfg.batch_size * (batch["tokens_BxKxL"].shape[1] if ranking else 2) * seq_len
-      record = {"step": step + 1, "epoch": iterator.state().get("epoch", 0),
-                **{k: float(v) for k, v in metrics.items()},
-                "tokens_per_second": n_tokens / seconds, "step_seconds": seconds}
-      if cfg.pack_segments:
-        record["pairs_per_step"] = int(np.sum(batch["num_pairs_B"]))
-      flops = lm_model.flops_per_token(model_config, seq_len) + (
-          lm_model.flops_per_token(model_config, seq_len, training=False) if live else 0)
-      record["mfu"] = (flops * n_tokens / seconds / (peak * mesh.size)) if peak else None
-      done = step + 1 == cfg.num_steps
-      if eval_fn is not None and (done or (cfg.eval_every and (step + 1) % cfg.eval_every == 0)):
-        record.update({f"eval/{k}": v for k, v in eval_fn(state.params).items()})
-      if done or (step + 1) % cfg.log_every == 0 or any(k.startswith("eval/") for k in record):
-        log(record)
-        if verbose:
-          print(_progress(record, cfg.num_steps), flush=True)
-      if on_step is not None:
-        on_step(step + 1, record)
-      stop = preemption.requested() is not None
-      if done or (cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0) or stop:
-        save(step + 1)
-      if stop:
-        checkpointer.close()
-        preemption.check(f"checkpointed step {step + 1} of {cfg.num_steps} in {checkpointer.directory}")
-  checkpointer.close()
-  return TrainResult(state, history, preempted, resumed_from)
+  result = loop.run(
+      cfg, workdir, state, iterator, step, meta=meta, prepare=prepare, check=check, record=record,
+      evaluate=None if eval_fn is None else lambda params, at: eval_fn(params),
+      progress=lambda rec: _progress(rec, cfg.num_steps), on_save=None if cache is None else cache.save,
+      on_step=on_step, verbose=verbose)
+  return TrainResult(*result)
 
 
 _COMPILED = {}
@@ -1025,6 +983,8 @@ def _compiled(model_config, cfg, live, mesh, window=None):
                   out_shardings=(shardings, None), donate_argnums=(0,))
   if contract_of(cfg.objective) == "ranking":
     logps_fn = jax.jit(make_ranking_logps_fn(model_config, cfg.reduction))
+  elif contract_of(cfg.objective) == "single":
+    logps_fn = jax.jit(make_single_logps_fn(model_config, cfg.reduction))
   elif cfg.pack_segments:
     logps_fn = jax.jit(make_packed_logps_fn(model_config, cfg.pack_segments, cfg.reduction, window))
   else:
@@ -1047,6 +1007,8 @@ def _progress(record, num_steps):
           f"loss {record['loss']:.4f} "
           + (f"margin {record['rewards/margins']:.3f} " if "rewards/margins" in record else
              f"reward {record['rewards/mean']:.3f} " if "rewards/mean" in record else "")
-          + f"acc {record['rewards/accuracies']:.2f} tok/s {record['tokens_per_second']:.0f}")
+          + (f"acc {record['rewards/accuracies']:.2f} " if "rewards/accuracies" in record else "")
+          + (f"V {record['values/mean']:.3f} " if "values/mean" in record else "")
+          + f"tok/s {record['tokens_per_second']:.0f}")
   evals = [f"{k[5:]} {v:.3f}" for k, v in record.items() if k.startswith("eval/") and v is not None]
   return line + ("  " + " ".join(evals) if evals else "")

@@ -20,7 +20,9 @@ Other families live in their modules, each with its own entry point or registry:
 - `density` — the density-estimation view: Luce/Bradley–Terry, DPO, geometric, IPO and SLiC likelihoods on
   densities, the preference-behaviour family and annotator mixtures, with closed-form optima (§6);
 - `nash` — Nash-learning and self-play objectives on preference games: online IPO, Nash-MD(-PG), EGPO's
-  extragradient step, SPPO, SPIN, each with an exact and a sampled twin (§4).
+  extragradient step, SPPO, SPIN, each with an exact and a sampled twin (§4);
+- `sequence` — their per-prompt twins on sampled sequences' log-probs, which the online LM trainer
+  differentiates: online DPO / IPO, Nash-MD-PG, SPPO, SPIN.
 
 Input checks: shapes always, hyper-parameter values when concrete; NaN / ±inf inputs only on request, with
 `check_finite=True` on the entry points of every family (eager `PrefjaxError`, or a `jax.experimental.checkify`
@@ -47,6 +49,7 @@ from prefjax.objectives import listwise
 from prefjax.objectives import margins
 from prefjax.objectives import nash
 from prefjax.objectives import ot
+from prefjax.objectives import sequence
 from prefjax.objectives import single
 from prefjax.objectives import spec
 from prefjax.objectives.spec import CONTRACTS
@@ -71,6 +74,7 @@ __all__ = [
     "margins",
     "nash",
     "ot",
+    "sequence",
     "single",
     "spec",
     "CONTRACTS",

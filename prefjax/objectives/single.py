@@ -394,7 +394,7 @@ def _bco_build(options):
     del key
     return bco_loss(batch.policy_logps, batch.ref_logps, batch.desirable, state, beta=hp.beta)
 
-  return spec.Loss(fn, init_state=lambda key: bco_init(jnp.float32))
+  return spec.Loss(fn, init_state=lambda key: bco_init(jnp.float32), needs_labels=True)
 
 
 def _jpo_build(options):

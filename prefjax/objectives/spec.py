@@ -172,10 +172,13 @@ class Loss:
       filter). Pure, jit- and vmap-compatible.
     init_state: `init_state(key) -> state` (the empty tuple for stateless objectives).
     needs_value: whether the batch must carry a learned V(x) (`SingleBatch.values`).
+    needs_labels: whether the objective reads binary labels (`SingleBatch.desirable`), so every example must
+      have one (a reward alone is not enough).
   """
   fn: Callable
   init_state: Callable = lambda key: ()
   needs_value: bool = False
+  needs_labels: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,7 +7,7 @@
 - `density`: `plot_pbde_toy`, `plot_pbde_misspecified`;
 - `ranking`: `plot_arena_ranking`;
 - `curation`: `plot_curation_loop`;
-- `lm`: `plot_lm_curves` (an `lm_offline` workdir);
+- `lm`: `plot_lm_curves` (an `lm_offline` workdir), `plot_lm_online` (`lm_nash_synthetic`, `lm_sppo_synthetic`);
 - `gradient_field`: `plot_gradient_fields` (gradient fields of pairwise objectives; no workdir).
 
 The runners of `prefjax.runs` call these and save through their workdir (`wd.file(...)`); `analysis/` redraws
@@ -27,7 +27,7 @@ _MODULES = {
     "plot_pbde_toy": "density", "plot_pbde_misspecified": "density",
     "plot_arena_ranking": "ranking",
     "plot_curation_loop": "curation",
-    "LM_PANELS": "lm", "plot_lm_curves": "lm",
+    "LM_PANELS": "lm", "plot_lm_curves": "lm", "plot_lm_online": "lm",
     "plot_gradient_fields": "gradient_field",
 }
 # The old module's own imports, which were importable from it too.

@@ -1,4 +1,7 @@
-"""The `lm_offline` figure (prefjax.lm.experiments): oracle reward, win rate and KL over steps per objective."""
+"""Figures of the LM runners: `lm_offline` (prefjax.runs.lm_offline: oracle reward, win rate and KL over steps per
+objective) and `lm_nash_synthetic` / `lm_sppo_synthetic` (prefjax.runs.lm_online: an exact metric and KL over
+online steps per algorithm).
+"""
 
 import os
 
@@ -38,3 +41,36 @@ def plot_lm_curves(workdir, out=None):
   fig.savefig(out, dpi=110)
   plt.close(fig)
   return out
+
+
+def plot_lm_online(wd, names, arrays, key, label, log, ref, extra=None):
+  """The `lm_nash_synthetic` / `lm_sppo_synthetic` figure: `key` and KL(π ‖ π_ref) against steps per algorithm.
+
+  `extra = (label, {algorithm: (legend, steps, values)})` adds a third panel (log scale). Each algorithm keeps
+  its colour across the panels. Writes figure.png into the runner's workdir `wd` and returns its path.
+  """
+  plt = _plt()
+  fig, axes = plt.subplots(1, 3 if extra else 2, figsize=(15 if extra else 10, 4))
+  colour = {name: f"C{i}" for i, name in enumerate(names)}
+  for name in names:
+    axes[0].plot(arrays[f"{name}__step"], arrays[f"{name}__{key}"], marker="o", ms=3, label=name, c=colour[name])
+    axes[1].plot(arrays[f"{name}__step"], arrays[f"{name}__kl"], marker="o", ms=3, label=name, c=colour[name])
+  axes[0].axhline(ref, color="gray", ls=":", label="π_ref")
+  if log:
+    axes[0].set_yscale("log")
+  axes[0].set_ylabel(label)
+  axes[1].set_ylabel("KL(π ‖ π_ref)")
+  if extra:
+    extra_label, curves = extra
+    for name, (legend, steps, values) in curves.items():
+      axes[2].plot(steps, values, marker="o", ms=3, label=legend, c=colour[name])
+    axes[2].set_yscale("log")
+    axes[2].set_ylabel(extra_label)
+  for ax in axes:
+    ax.set_xlabel("online steps")
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  path = wd.file("figure.png")
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path

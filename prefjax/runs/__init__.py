@@ -6,13 +6,16 @@
 - `games`: `run_egpo`, `run_nash_md_rate`, `run_selfplay_cycles`, `run_online_dpo_vs_ipo`, `run_annotator_flip`;
 - `density`: `run_pbde_toy`, `run_pbde_misspecified`;
 - `ranking`: `run_arena_ranking`;
-- `curation`: `run_curation_loop`.
+- `curation`: `run_curation_loop`;
+- `lm_offline`: `run_lm_offline` (offline preference training of a transformer, one run per objective);
+- `lm_online`: `run_lm_nash_synthetic`, `run_lm_sppo_synthetic` (online and self-play training of a
+  transformer on the synthetic LM task).
 
 Each runner is a `prefjax.workdir.experiment` (the config validated first, a finished run of the same config
 returned as it is), reads the library (objectives, environments, trainers) and writes the workdir; its figures
-are drawn by the matching module of `prefjax.plotting`. The LM runners (`prefjax.lm.experiments`,
-`prefjax.lm.online_experiments`) still sit in `prefjax.lm`. The old paths of these runners (`prefjax.bandit.runs`,
-`prefjax.games.experiments`, ...) re-export them.
+are drawn by the matching module of `prefjax.plotting` (the LM runners' by `prefjax.plotting.lm`). The old paths
+of these runners (`prefjax.bandit.runs`, `prefjax.games.experiments`, `prefjax.lm.experiments`,
+`prefjax.lm.online_experiments`, ...) re-export them.
 
 The package imports nothing itself: `experiments/main.py` imports only the runner it runs.
 """
