@@ -7,18 +7,15 @@ optimisation level (docs/testing.md). `JAX_DISABLE_MOST_OPTIMIZATIONS=1` is expo
 `xla_optimized` (execution-bound: thousands of compiled steps) opts back into XLA's optimisations. The
 acceptance tier (`-m acceptance`) compiles with XLA's default optimisations, as users run.
 
-At the end of a default-tier run, every test whose call phase took over 30 s is listed (docs/testing.md:
-the 30 s rule).
+The default tier's XLA runs its CPU kernels on one thread per process (two workers on two cores). At the end of a
+default-tier run, every test whose call phase took over 30 s is listed (docs/testing.md: the 30 s rule).
 """
 
 import os
-import shutil
-import tempfile
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import jax  # pylint: disable=g-import-not-at-top
-from jax.experimental.compilation_cache import compilation_cache  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -62,29 +59,11 @@ class _SlowCalls:
                                 "(docs/testing.md)")
 
 
-# The default tier's XLA compilation cache: one folder for the run, made empty by the controller and shared by
-# the xdist workers and every subprocess they start (the variables below are jax's own settings).
-CACHE_ENV = {"JAX_COMPILATION_CACHE_DIR": None, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-             "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
-
-
-def _share_compilation_cache(config):
-  """Many tests compile the same programs (the same model step, the same runner, the same eager op) in fresh
-  jit closures, in both workers and in `python -m experiments.main` subprocesses; a cache on disk compiles
-  each once per run. It starts empty (a new temporary folder, removed at the end), so a run from a fresh
-  clone pays every compilation once, and a cached executable is the one the same compilation returns."""
-  if hasattr(config, "workerinput"):
-    path = os.environ.get("JAX_COMPILATION_CACHE_DIR")  # the controller's, inherited
-    if not path:
-      return
-  else:
-    path = tempfile.mkdtemp(prefix="prefjax-test-xla-cache-")
-    config._prefjax_cache_dir = path  # pylint: disable=protected-access
-  os.environ.update({k: v or path for k, v in CACHE_ENV.items()})
-  jax.config.update("jax_compilation_cache_dir", path)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-  compilation_cache.reset_cache()
+# The default tier's workers each run XLA's CPU kernels on one thread: `pytest -n 2` on 2 cores keeps both busy
+# with two workers, and a second thread per worker only contends with the other worker (measured: 378 s against
+# 396 s for the whole tier). Read when a process first starts XLA, so it reaches the workers and their
+# subprocesses through the environment.
+SINGLE_THREAD_FLAG = "--xla_cpu_multi_thread_eigen=false"
 
 
 def pytest_configure(config):
@@ -92,15 +71,10 @@ def pytest_configure(config):
     return
   os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
   jax.config.update("jax_disable_most_optimizations", True)
-  _share_compilation_cache(config)
+  if SINGLE_THREAD_FLAG not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + SINGLE_THREAD_FLAG).strip()
   if not hasattr(config, "workerinput"):  # The xdist controller (or a run without -n) reports.
     config.pluginmanager.register(_SlowCalls(), "prefjax_slow_calls")
-
-
-def pytest_unconfigure(config):
-  path = getattr(config, "_prefjax_cache_dir", None)
-  if path:
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -233,6 +233,82 @@ def test_malformed_lines_name_file_and_line(tmp_path, line, match):
       f"{path}:3"] and len(ds) == 3
 
 
+def test_scored_pairs_load_collate_and_iterate_in_step(tmp_path):
+  rows = [{"prompt": f"p{i}", "chosen": f"c{i}", "rejected": f"r{i}", "chosen_score": 5 - i / 4,
+           "rejected_score": -i} for i in range(6)]
+  rows[2]["chosen"] = " "  # dropped (empty_chosen): the scores of the rows after it stay with their rows
+  path = _write(tmp_path / "s.jsonl", rows)
+  ds = data.PreferenceDataset.from_jsonl(path, max_length=12)
+  kept = [0, 1, 3, 4, 5]
+  assert ds.has_scores and len(ds) == 5 and ds.report.dropped == {"empty_chosen": 1}
+  assert ds.chosen_scores.dtype == np.float32 and ds.rejected_scores.dtype == np.float32
+  np.testing.assert_array_equal(ds.chosen_scores, np.float32([5 - i / 4 for i in kept]))
+  np.testing.assert_array_equal(ds.rejected_scores, np.float32([-i for i in kept]))
+  batch = ds.collate([3, 0, 4])
+  assert sorted(batch) == sorted(data.PAIR_KEYS + data.SCORE_KEYS)
+  for k in data.SCORE_KEYS:
+    assert batch[k].dtype == np.float32 and batch[k].shape == (3,), k
+  np.testing.assert_array_equal(batch["chosen_score_B"], np.float32([4, 5, 3.75]))  # rows 4, 0 and 5 of the file
+  np.testing.assert_array_equal(batch["rejected_score_B"], np.float32([-4, 0, -5]))
+  # Shuffled batches (and the in-order evaluation batches) carry each pair's own scores.
+  for batch in [next(ds.iterator(3, seed=s)) for s in range(3)] + list(ds.batches(2)):
+    ids = _ids(batch)
+    np.testing.assert_array_equal(batch["chosen_score_B"], np.float32([5 - i / 4 for i in ids]))
+    np.testing.assert_array_equal(batch["rejected_score_B"], np.float32([-i for i in ids]))
+  # Packed batches leave the scores out.
+  assert sorted(next(ds.iterator(2, seed=0, pack_segments=2))) == sorted(data.PACKED_KEYS)
+  # Without scores: no score keys.
+  plain = _dataset(4)
+  assert not plain.has_scores and plain.chosen_scores is None and plain.rejected_scores is None
+  assert sorted(plain.collate([0, 1])) == sorted(data.PAIR_KEYS)
+  assert sorted(next(plain.iterator(2))) == sorted(data.PAIR_KEYS)
+  # The first KEPT row decides: an unscored row dropped for another reason does not make the file unscored.
+  ds = data.PreferenceDataset.from_rows([{"prompt": "p", "chosen": "", "rejected": "b"}] + rows[:2], max_length=12)
+  assert ds.has_scores and ds.report.dropped == {"empty_chosen": 1}
+  np.testing.assert_array_equal(ds.chosen_scores, np.float32([5, 4.75]))
+
+
+_SCORED = {"prompt": "p", "chosen": "a", "rejected": "b", "chosen_score": 2, "rejected_score": 1.5}
+_UNSCORED = {"prompt": "p", "chosen": "a", "rejected": "b"}
+
+
+@pytest.mark.parametrize("good,line,match", [
+    (_SCORED, '{"prompt": "p", "chosen": "a", "rejected": "b", "chosen_score": 1}',
+     "field 'chosen_score' without 'rejected_score'"),
+    (_SCORED, '{"prompt": "p", "chosen": "a", "rejected": "b", "rejected_score": 1}',
+     "field 'rejected_score' without 'chosen_score'"),
+    (_SCORED, '{"prompt": "p", "chosen": "a", "rejected": "b", "chosen_score": true, "rejected_score": 1}',
+     r"field 'chosen_score' must be a finite number \(not a boolean\), got bool"),
+    (_SCORED, '{"prompt": "p", "chosen": "a", "rejected": "b", "chosen_score": 1, "rejected_score": "1.0"}',
+     "field 'rejected_score' must be a finite number .*got str"),
+    (_SCORED, '{"prompt": "p", "chosen": "a", "rejected": "b", "chosen_score": 1, "rejected_score": null}',
+     "field 'rejected_score' must be a finite number .*got NoneType"),
+    (_SCORED, '{"prompt": "p", "chosen": "a", "rejected": "b", "chosen_score": NaN, "rejected_score": 1}',
+     "field 'chosen_score' must be a finite number"),
+    (_SCORED, '{"prompt": "p", "chosen": "a", "rejected": "b", "chosen_score": 1, "rejected_score": Infinity}',
+     "field 'rejected_score' must be a finite number"),
+    (_SCORED, '{"prompt": "p", "chosen": "a", "rejected": "b", "chosen_score": -Infinity, "rejected_score": 1}',
+     "field 'chosen_score' must be a finite number"),
+    (_SCORED, '{"prompt": "p", "chosen": "a", "rejected": "b", "chosen_score": 1e300, "rejected_score": 1}',
+     "field 'chosen_score' must be a finite number \\(within float32 range: chosen_score_B is float32\\)"),
+    (_SCORED, '{"prompt": "p", "chosen": "a", "rejected": "b"}',
+     r"fields 'chosen_score' and 'rejected_score' missing, but the first kept row \(.*m.jsonl:1\) has them"),
+    (_UNSCORED, '{"prompt": "p", "chosen": "a", "rejected": "b", "chosen_score": 1, "rejected_score": 0}',
+     r"fields 'chosen_score' and 'rejected_score' present, but the first kept row \(.*m.jsonl:1\) has no scores"),
+])
+def test_malformed_scores_name_file_line_and_field(tmp_path, good, line, match):
+  path = _write(tmp_path / "m.jsonl", [good, good, line, good])
+  with pytest.raises(PrefjaxError, match=f"m.jsonl:3: malformed preference row: {match}"):
+    data.PreferenceDataset.from_jsonl(path, max_length=16)
+  ds = data.PreferenceDataset.from_jsonl(path, max_length=16, on_malformed="drop")
+  assert ds.report.dropped == {"malformed": 1} and ds.report.dropped_lines["malformed"] == [f"{path}:3"]
+  assert len(ds) == 3 and ds.has_scores == (good is _SCORED)
+  if ds.has_scores:
+    np.testing.assert_array_equal(ds.chosen_scores, np.float32([2, 2, 2]))
+    np.testing.assert_array_equal(ds.rejected_scores, np.float32([1.5, 1.5, 1.5]))
+    assert sorted(ds.collate([0])) == sorted(data.PAIR_KEYS + data.SCORE_KEYS)
+
+
 def test_bad_options_and_missing_file(tmp_path):
   with pytest.raises(PrefjaxError, match="does not exist"):
     data.PreferenceDataset.from_jsonl(tmp_path / "none.jsonl")
@@ -587,3 +663,80 @@ def test_check_single_batch():
     data.check_single_batch(dict(batch, tokens_BxL=batch["tokens_BxL"][None]))
   with pytest.raises(PrefjaxError, match="a single-response batch has"):
     data.check_single_batch({"tokens_BxL": batch["tokens_BxL"]})
+
+
+def _pair_arrays(n=7, length=4):
+  """Pair arrays whose column 0 names the row (tokens i), with scores 1.5 i and -i."""
+  tokens = np.tile(np.arange(n)[:, None], (1, length))
+  ones = np.ones((n, length), np.int32)
+  return {"chosen_tokens_BxL": tokens, "chosen_loss_mask_BxL": ones, "chosen_attention_mask_BxL": ones,
+          "rejected_tokens_BxL": tokens + 100, "rejected_loss_mask_BxL": ones, "rejected_attention_mask_BxL": ones,
+          "chosen_score_B": 1.5 * np.arange(n), "rejected_score_B": -np.arange(n), "prompt": np.arange(n)}
+
+
+def test_pair_arrays_keep_scores_in_step_with_the_pairs():
+  arrays = _pair_arrays()
+  ds = data.PairArrays(arrays)
+  assert ds.has_scores and len(ds) == 7 and sorted(ds.arrays) == sorted(data.PAIR_KEYS + data.SCORE_KEYS)
+  assert ds.arrays["chosen_score_B"].dtype == np.float32 and ds.arrays["rejected_score_B"].dtype == np.float32
+  it = ds.iterator(3, seed=4)
+  for _ in range(6):  # several epochs (each a new permutation, the remainder dropped)
+    batch = next(it)
+    rows = batch["chosen_tokens_BxL"][:, 0]
+    np.testing.assert_array_equal(batch["rejected_tokens_BxL"][:, 0], rows + 100)
+    np.testing.assert_array_equal(batch["chosen_score_B"], np.float32(1.5 * rows))
+    np.testing.assert_array_equal(batch["rejected_score_B"], np.float32(-rows))
+  state = json.loads(json.dumps(it.state()))
+  want = [next(it) for _ in range(3)]
+  resumed = ds.iterator(3, seed=4, state=state)
+  for w in want:
+    got = next(resumed)
+    for k in data.PAIR_KEYS + data.SCORE_KEYS:
+      np.testing.assert_array_equal(got[k], w[k])
+  # Without the score keys: the pair keys only, as before.
+  plain = data.PairArrays({k: v for k, v in arrays.items() if k not in data.SCORE_KEYS})
+  assert not plain.has_scores and sorted(next(plain.iterator(3))) == sorted(data.PAIR_KEYS)
+  # A scored PreferenceDataset's batch round-trips.
+  ds = data.PreferenceDataset.from_rows([dict(_SCORED, chosen=f"c{i}", chosen_score=i) for i in range(4)],
+                                        max_length=12)
+  pairs = data.PairArrays(ds.collate(np.arange(4)))
+  assert pairs.has_scores
+  np.testing.assert_array_equal(pairs.arrays["chosen_score_B"], np.float32([0, 1, 2, 3]))
+  assert not data.RankingArrays({"tokens_BxKxL": np.ones((2, 2, 3)), "loss_mask_BxKxL": np.ones((2, 2, 3)),
+                                 "attention_mask_BxKxL": np.ones((2, 2, 3)), "scores_BxK": np.ones((2, 2))}).has_scores
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda a: a.pop("rejected_score_B"), "chosen_score_B without rejected_score_B"),
+    (lambda a: a.pop("chosen_score_B"), "rejected_score_B without chosen_score_B"),
+    (lambda a: a.update(chosen_score_B=np.zeros(6)), r"chosen_score_B has shape \(6,\), expected \(7,\)"),
+    (lambda a: a.update(rejected_score_B=np.zeros((7, 1))), r"rejected_score_B has shape \(7, 1\), expected \(7,\)"),
+    (lambda a: a.update(chosen_score_B=np.array([0, 1, np.nan, 0, 0, np.inf, 0])),
+     r"chosen_score_B must be finite \(within float32 range\); rows \[2, 5\]"),
+    (lambda a: a.update(rejected_score_B=np.array([0, 0, 0, 1e300, 0, 0, 0])),
+     r"rejected_score_B must be finite \(within float32 range\); rows \[3\]"),
+    (lambda a: a.update(chosen_score_B=np.array(["1"] * 7)), "chosen_score_B must hold numbers"),
+    (lambda a: a.update(rejected_score_B=np.ones(7, bool)), "rejected_score_B must hold numbers, got dtype bool"),
+])
+def test_pair_arrays_score_checks_name_the_key(change, match):
+  arrays = _pair_arrays()
+  change(arrays)
+  with pytest.raises(PrefjaxError, match=f"PairArrays: {match}"):
+    data.PairArrays(arrays)
+
+
+def test_ultrafeedback_score_names_are_the_same_score_fields(tmp_path):
+  """ultrafeedback_binarized's `score_chosen` / `score_rejected` load as the scores; both names of one score in a
+  row is malformed, naming the two fields."""
+  path = tmp_path / "uf.jsonl"
+  rows = [{"prompt": "q?", "chosen": "good", "rejected": "bad", "score_chosen": 8.5, "score_rejected": 3.0},
+          {"prompt": "r?", "chosen": "fine", "rejected": "poor", "score_chosen": 7, "score_rejected": 7.5}]
+  path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+  ds = data.PreferenceDataset.from_jsonl(str(path), max_length=32)
+  assert ds.has_scores
+  batch = ds.collate([0, 1])
+  np.testing.assert_array_equal(batch["chosen_score_B"], np.asarray([8.5, 7.0], np.float32))
+  np.testing.assert_array_equal(batch["rejected_score_B"], np.asarray([3.0, 7.5], np.float32))
+  path.write_text(json.dumps({**rows[0], "chosen_score": 1.0}) + "\n", encoding="utf-8")
+  with pytest.raises(PrefjaxError, match=r"uf.jsonl:1: .*'score_chosen' and 'chosen_score' are two names"):
+    data.PreferenceDataset.from_jsonl(str(path), max_length=32)

@@ -52,34 +52,36 @@ def test_bad_configs_are_clear(tmp_path):
 
 def test_lm_offline_synthetic_end_to_end_on_a_shrunk_config(tmp_path):
   """`lm_dpo_synthetic:quick` cut to a 1-layer model, 4 SFT steps and 6 training steps, through the runner (the
-  notebook test runs the whole `:quick` config and checks the claims): both objectives' summaries with IPO's
+  notebook test runs the whole `:quick` config, DPO and IPO, and checks the claims): IPO's summary with its
   closed-form optimum, π_ref's exact win rate ½ at step 0, the reference's cached log-probs, checkpoints,
-  figure, arrays and metrics; DRO beside them trains on single responses (its own data contract) with a value
+  figure, arrays and metrics; DRO beside it trains on single responses (its own data contract) with a value
   table."""
   config = lm_dpo_synthetic.get_config("quick")
-  config.objective = "sigmoid,ipo,dro"  # the notebook's two, and a single-response objective
+  config.objective = "ipo,dro"  # a pair objective with its closed form, and a single-response objective
   config.update(num_steps=6, eval_every=3, log_every=3, checkpoint_every=3, warmup_steps=0, batch_size=16)
   config.synthetic.update(sft_steps=4, num_pairs=64)
   config.model.update(d_model=16, num_layers=1, num_heads=1, d_ff=32)
   run = runners.get_runner(config.experiment)
   assert run is lm_offline.run_lm_offline
   summary = run(config, str(tmp_path))
-  assert summary["objectives"].keys() == {"sigmoid", "ipo", "dro"}
+  assert summary["objectives"].keys() == {"ipo", "dro"}
   assert summary["objectives"]["dro"]["contract"] == "single"
   dro_records = [json.loads(l) for l in open(tmp_path / "dro" / "metrics.jsonl")]
   assert all("values/mean" in r for r in dro_records if "loss" in r)
   assert summary["reference"]["win_rate"] == pytest.approx(0.5, abs=1e-9)
   ipo = summary["objectives"]["ipo"]
   assert ipo["optimum"]["kl"] > 0 and ipo["max_kl"] >= ipo["kl"] >= 0
-  for name in ("sigmoid", "ipo"):
+  for name in ("ipo", "dro"):
     assert os.path.exists(tmp_path / name / "checkpoints")
+  assert os.path.exists(tmp_path / "ipo" / "reference_logps.npz")  # cached for pairs; DRO scores it live
+  assert not os.path.exists(tmp_path / "dro" / "reference_logps.npz")
   assert os.path.exists(tmp_path / "lm_curves.png")
   arrays = np.load(tmp_path / "arrays.npz")
   np.testing.assert_array_equal(arrays["ipo__step"], [0, 3, 6])
   assert arrays["ipo__win_rate"][0] == pytest.approx(0.5, abs=1e-6)
   records = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
-  assert {r["objective"] for r in records} == {"sigmoid", "ipo", "dro"}
-  assert json.load(open(tmp_path / "summary.json"))["objectives"].keys() == {"sigmoid", "ipo", "dro"}
+  assert {r["objective"] for r in records} == {"ipo", "dro"}
+  assert json.load(open(tmp_path / "summary.json"))["objectives"].keys() == {"ipo", "dro"}
 
 
 @pytest.mark.acceptance

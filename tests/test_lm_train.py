@@ -330,8 +330,6 @@ def test_single_contract_step_equals_dro_on_each_response_and_learns_a_value_tab
     tr.TrainConfig(objective="dro")
   with pytest.raises(PrefjaxError, match="pack_segments=0"):
     tr.TrainConfig(objective="dro", reference="live", pack_segments=2)
-  with pytest.raises(PrefjaxError, match="carries state between steps"):
-    tr.TrainConfig(objective="bco", reference="live")
   pair_batch = next(_tiny()[3].iterator(8, seed=0))
   with pytest.raises(PrefjaxError, match=r"contract 'single'\) needs a batch with"):
     step(state_with(policy), {k: v[None] for k, v in pair_batch.items()}, params)
@@ -362,3 +360,95 @@ def test_single_response_objective_trains_on_completion_jsonl(tmp_path):
   assert [r["step"] for r in result.history] == [1, 2] and all(np.isfinite(r["loss"]) for r in result.history)
   assert result.history[0]["rewards/mean"] == 0.0
   assert result.state.values.shape == (3,) and np.any(np.asarray(result.state.values) != 0)
+
+
+def test_a_stateful_objective_carries_its_state_in_the_training_state_and_resumes_bit_for_bit(tmp_path):
+  """BCO (one response per example with a binary label; a running mean δ of the implicit rewards): the step's
+  loss is `bco_loss` of each response scored alone with the state the step was given, and the state it returns
+  is `bco_loss`'s; `train` checkpoints the state with the rest (a crash after step 2 and a rerun give the same
+  final state, bit for bit); rows with a reward and no label are refused by name."""
+  from prefjax.objectives import single as single_objectives  # pylint: disable=g-import-not-at-top
+  from resume_helpers import Crash, crash_after  # pylint: disable=g-import-not-at-top,g-multiple-import
+  task, config, params, _ = _tiny()
+  ref_logp = np.asarray(jax.jit(syn.make_policy_logp(task, config))(params))
+  singles = syn.make_singles(task, ref_logp, 16, jax.random.key(3))
+  labelled = {**singles, "label_B": (singles["reward_B"] > np.median(singles["reward_B"])).astype(np.int32)}
+  data = tr.SingleArrays(labelled)
+  batch = next(data.iterator(8, seed=0))
+  policy = jax.tree.map(lambda x: x * 1.5, params)
+  cfg = tr.TrainConfig(objective="bco", beta=0.5, batch_size=8, num_steps=4, learning_rate=1e-2,
+                       reference="live", log_every=1, checkpoint_every=2)
+  mesh = tr.shd.make_mesh(devices=jax.devices()[:1])
+  step = jax.jit(tr.make_train_step(config, cfg, live_reference=True))
+  shift = single_objectives.BCOState(jnp.asarray(0.7, jnp.float32), jnp.asarray(3.0, jnp.float32))
+
+  def state_with(p):
+    st = tr.init_state(config, cfg, p, jax.random.key(0), mesh)
+    assert isinstance(st, tr.StatefulTrainState)
+    return st._replace(objective_state=shift)
+
+  pair_logps = jax.jit(tr.make_logps_fn(config))
+  side = {f"{s}_{kind}_BxL": batch[f"{kind}_BxL"] for s in tr.SIDES for kind in ("tokens", "loss_mask",
+                                                                                   "attention_mask")}
+  alone = lambda p: pair_logps(p, side)[0]
+  want = lambda p: single_objectives.bco_loss(alone(p), alone(params), batch["label_B"] == 1, shift, beta=0.5)
+  new_state, m = jax.device_get(step(state_with(policy), {k: v[None] for k, v in batch.items()}, params))
+  noise = float32_noise.noise_scale(lambda p: (np.mean(want(p)[0]), want(p)[1]), policy)
+  float32_noise.assert_close(m["loss"], np.mean(want(policy)[0]), noise[0])
+  float32_noise.assert_tree_close(new_state.objective_state, want(policy)[1], noise[1])
+  assert float(new_state.objective_state.count) == 3.0 + 8  # eight more rewards entered the running mean
+
+  straight = tr.train(config, cfg, data, str(tmp_path / "a"), init_params=policy, ref_params=params, verbose=False)
+  with pytest.raises(Crash):
+    tr.train(config, cfg, data, str(tmp_path / "b"), init_params=policy, ref_params=params, verbose=False,
+             on_step=crash_after(3))
+  resumed = tr.train(config, cfg, data, str(tmp_path / "b"), init_params=policy, ref_params=params, verbose=False)
+  assert resumed.resumed_from == 2
+  data_of = lambda x: jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+  for a, b in zip(jax.tree.leaves(straight.state), jax.tree.leaves(resumed.state)):
+    np.testing.assert_array_equal(np.asarray(data_of(a)), np.asarray(data_of(b)))
+  assert float(straight.state.objective_state.count) == 4 * 8
+  with pytest.raises(PrefjaxError, match="reads binary labels.*label_B = -1"):
+    tr.train(config, cfg, tr.SingleArrays(singles), str(tmp_path / "c"), init_params=policy, verbose=False)
+
+
+def test_beta_dpo_and_mmpo_train_a_transformer_on_pairs_and_scored_pairs(tmp_path):
+  """β-DPO (a pair objective with running margin statistics and a keyed filter) trains through `train` with
+  its state; MMPO (scored pairs: both responses' quality scores) has the step loss `mmpo_loss` of the pair's
+  log-probs and the score margin, and a batch without scores is refused by name."""
+  from prefjax.objectives import margins  # pylint: disable=g-import-not-at-top
+  task, config, params, pairs_data = _tiny()
+  policy = jax.tree.map(lambda x: x * 1.5, params)
+  cfg = tr.TrainConfig(objective="beta_dpo", beta=0.5, batch_size=8, num_steps=2, learning_rate=1e-2, log_every=1)
+  result = tr.train(config, cfg, pairs_data, str(tmp_path / "beta"), init_params=policy, ref_params=params,
+                    verbose=False)
+  assert [r["step"] for r in result.history] == [1, 2] and all(np.isfinite(r["loss"]) for r in result.history)
+  init = margins.beta_dpo_init()
+  assert any(float(a) != float(b) for a, b in zip(result.state.objective_state, init))  # the statistics moved
+
+  ref_logp = np.asarray(jax.jit(syn.make_policy_logp(task, config))(params))
+  pairs = syn.make_pairs(task, ref_logp, 16, jax.random.key(5))
+  scored = tr.PairArrays({**pairs, **syn.pair_scores(task, pairs)})
+  batch = next(scored.iterator(8, seed=0))
+  np.testing.assert_array_equal(batch["chosen_score_B"],  # the chosen response's exact reward, in float32
+                                task.rewards_CxN[batch["chosen_tokens_BxL"][:, 0],
+                                                 syn.response_index(task, batch["chosen_tokens_BxL"][:, 1:])
+                                                 ].astype(np.float32))
+  cfg = tr.TrainConfig(objective="mmpo", beta=0.5, batch_size=8, num_steps=1, learning_rate=1e-2, reference="live")
+  mesh = tr.shd.make_mesh(devices=jax.devices()[:1])
+  step = jax.jit(tr.make_train_step(config, cfg, live_reference=True))
+  logps = jax.jit(tr.make_logps_fn(config))
+
+  def want(p):
+    pw, pl, _, _ = logps(p, batch)
+    rw, rl, _, _ = logps(params, batch)
+    return np.mean(margins.mmpo_loss(pw, pl, rw, rl, batch["chosen_score_B"] - batch["rejected_score_B"], beta=0.5,
+                                     gamma=1.0))
+
+  _, m = step(tr.init_state(config, cfg, policy, jax.random.key(0), mesh), {k: v[None] for k, v in batch.items()},
+              params)
+  float32_noise.assert_close(jax.device_get(m)["loss"], want(policy), float32_noise.noise_scale(want, policy))
+  with pytest.raises(PrefjaxError, match="contract 'scored_pair'.*chosen_score"):
+    tr.train(config, cfg, pairs_data, str(tmp_path / "noscores"), init_params=policy, verbose=False)
+  with pytest.raises(PrefjaxError, match="pack_segments=0"):
+    tr.TrainConfig(objective="mmpo", pack_segments=2)

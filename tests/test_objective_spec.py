@@ -94,9 +94,11 @@ def _tiny_lm():
   pairs = syn.make_pairs(task, ref_logp, 8, jax.random.key(1))
   rankings = syn.make_rankings(task, ref_logp, 8, 4, jax.random.key(2))
   singles = syn.make_singles(task, ref_logp, 8, jax.random.key(3))
+  labelled = {**singles, "label_B": (singles["reward_B"] > np.median(singles["reward_B"])).astype(np.int32)}
   batches = {"pair": next(lm_train.PairArrays(pairs).iterator(8, seed=0)),
+             "scored_pair": next(lm_train.PairArrays({**pairs, **syn.pair_scores(task, pairs)}).iterator(8, seed=0)),
              "ranking": next(lm_train.RankingArrays(rankings).iterator(8, seed=0)),
-             "single": next(lm_train.SingleArrays(singles).iterator(8, seed=0))}
+             "single": next(lm_train.SingleArrays(labelled).iterator(8, seed=0))}
   return config, params, batches
 
 
@@ -106,7 +108,7 @@ def _lm_step(objective):
   contract = lm_train.contract_of(objective)
   batch = batches[contract]
   cfg = lm_train.TrainConfig(objective=objective, beta=0.5, batch_size=8, num_steps=1, learning_rate=1e-2,
-                             reference="precomputed" if contract == "pair" else "live")
+                             reference="precomputed" if contract in lm_train.PAIR_CONTRACTS else "live")
   mesh = lm_train.shd.make_mesh(devices=jax.devices()[:1])
   policy = jax.tree.map(lambda x: x * 1.5, params)
   state = lm_train.init_state(config, cfg, policy, jax.random.key(0), mesh, num_prompts=2)
@@ -134,15 +136,16 @@ def _refusal(trainer, contracts):
 
 
 # One LM step compiles a program per objective (5-15 s each on 2 cores): the default tier steps one objective
-# of each family the trainer feeds and checks every refusal; the acceptance tier steps them all. (The single
-# contract's DRO steps in the default tier in tests/test_lm_train.py.)
-_LM_DEFAULT_TIER = {"sigmoid", "ipo", "aot", "aot_paired_squared_hinge", "gamma_po", "infonca", "plackett_luce"}
+# of each family on the pair and ranking contracts (pairwise, ot, margins, listwise) and checks every refusal;
+# the acceptance tier steps them all. The single and scored-pair contracts and the stateful objectives step in
+# the default tier in tests/test_lm_train.py (DRO, BCO, β-DPO, MMPO, each against its loss function).
+_LM_DEFAULT_TIER = {"sigmoid", "aot", "gamma_po", "infonca"}
 
 
 def _lm_params():
   for name in ALL:
     o = spec.get(name)
-    runs = o.contract in lm_train.CONTRACTS and not o.stateful
+    runs = o.contract in lm_train.CONTRACTS
     yield name if not runs or name in _LM_DEFAULT_TIER else pytest.param(name, marks=pytest.mark.acceptance)
 
 
@@ -150,11 +153,7 @@ def _lm_params():
 def test_every_objective_trains_an_lm_step_or_is_refused_by_its_contract(name):
   o = spec.get(name)
   if o.contract not in lm_train.CONTRACTS:
-    with pytest.raises(PrefjaxError, match=_refusal("the LM offline trainer", r"\['pair', 'ranking', 'single'\]")):
-      lm_train.TrainConfig(objective=name)
-    return
-  if o.stateful:
-    with pytest.raises(PrefjaxError, match="carries state between steps"):
+    with pytest.raises(PrefjaxError, match=_refusal("the LM offline trainer", r"\['pair', 'scored_pair', 'ranking', 'single'\]")):
       lm_train.TrainConfig(objective=name)
     return
   m, moved = _lm_step(name)

@@ -110,13 +110,9 @@ BAD = [
 @pytest.fixture(scope="module", autouse=True)
 def persistent_compilation_cache(tmp_path_factory):
   """The overwrite check reruns each runner, which rebuilds (and would recompile) the same XLA programs: a
-  compilation cache on disk for this module makes the second run cost about a second instead of the first's.
-  The default tier already shares one for the whole run (tests/conftest.py): kept as it is."""
+  compilation cache on disk for this module makes the second run cost about a second instead of the first's."""
   names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
            "jax_persistent_cache_min_entry_size_bytes")
-  if getattr(jax.config, names[0]) and getattr(jax.config, names[1]) == 0.0:
-    yield
-    return
   old = {n: getattr(jax.config, n) for n in names}
   for n, v in zip(names, (str(tmp_path_factory.mktemp("xla_cache")), 0.0, 0)):
     jax.config.update(n, v)

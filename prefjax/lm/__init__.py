@@ -6,7 +6,8 @@ LD-DPO's `ld_logps`, and `policy_logps` for a model's apply function. `sampling`
 generation with the KV cache (`generate`, `SamplingConfig`, `Generation`), the Nash-MD token-level
 geometric mixture and fictitious-play sampling over past iterates.
 
-The rest is imported from its module: `data`, `tokenizer`, `hf_import`, `train` (offline trainer),
+The rest is imported from its module: `data` (datasets and batch iterators), `tokenizer`, `hf_import`,
+`loop` (the training loop and optimiser config both trainers share), `train` (offline trainer),
 `synthetic` (the synthetic task with an exact oracle), `oracles` and `reward_model` (preference oracles for
 sequences), `online` (online and self-play trainers). The runners are in `prefjax.runs.lm_offline` and
 `prefjax.runs.lm_online`; `experiments` and `online_experiments`, their old paths, re-export them.

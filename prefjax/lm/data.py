@@ -2,11 +2,17 @@
 
 Batch contract (what `prefjax.lm.train` consumes; every array is a numpy array):
 
-  Pairwise (`PreferenceDataset`, JSONL rows {"prompt", "chosen", "rejected"}):
+  Pairwise (`PreferenceDataset`, JSONL rows {"prompt", "chosen", "rejected"}; `PAIR_KEYS`):
     chosen_tokens_BxL            int32  prompt + chosen response + EOS, right-padded with pad_id
     chosen_loss_mask_BxL         int32  1 on response tokens (EOS included), 0 on prompt and padding
     chosen_attention_mask_BxL    int32  1 on real tokens (prompt and response), 0 on padding
     rejected_tokens_BxL, rejected_loss_mask_BxL, rejected_attention_mask_BxL   the same for rejected
+  Scored pairs (optional keys of the pairwise layout, `SCORE_KEYS`; rows that also have "chosen_score" and
+  "rejected_score"; the "scored_pair" contract, whose MMPO soft margin reads the scores' difference):
+    chosen_score_B               float32 the chosen response's quality score (e.g. UltraFeedback's rating)
+    rejected_score_B             float32 the rejected response's quality score
+                                        (present exactly when `dataset.has_scores`: every kept row has both;
+                                        packed batches omit them)
   Multi-response (`MultiResponseDataset`, JSONL rows {"prompt", "responses", "scores"}):
     tokens_BxKxL, loss_mask_BxKxL, attention_mask_BxKxL   int32, as above for each of K responses
     scores_BxK                   float32 the row's scores (higher is better)
@@ -31,14 +37,16 @@ batch dict; `it.state()` is a JSON-serialisable dict of ints {"seed", "epoch", "
 uninterrupted run would have produced. `dataset.batches(B)` visits every example once, in file order
 (evaluation). `dataset.report` (`DataReport`, `.to_dict()`) says what was kept, dropped and truncated.
 
-In-memory datasets, for data already tokenised (synthetic tasks, tests): `PairArrays` (pairs),
+In-memory datasets, for data already tokenised (synthetic tasks, tests): `PairArrays` (pairs, with `SCORE_KEYS`
+when both are given: `has_scores`),
 `RankingArrays` (K responses with scores), `SingleArrays` (one response per row with its prompt id, reward and
 label, `SINGLE_KEYS`) and `PromptArrays` (left-padded prompts `PROMPT_KEYS`, for the online trainers), with
 `PairIterator` (seeded epochs, remainder dropped, the same state()/restore() protocol). `check_ranking_batch` and
 `check_single_batch` check a batch's keys and shapes (the trainers call them on each batch).
 
 Packing (optional, pairwise only): `dataset.iterator(B, pack_segments=S)` puts up to S pairs in each
-row and adds `*_segment_ids_BxL`, `*_positions_BxL` and `num_pairs_B` (see `PackedBatchIterator`).
+row and adds `*_segment_ids_BxL`, `*_positions_BxL` and `num_pairs_B` (see `PackedBatchIterator`); packed
+batches never carry `SCORE_KEYS` (a dataset with scores packs as one without: the scores are left out).
 Scoring them needs segment-aware attention, which the model has (`Transformer(segment_ids_BxT=,
 positions_BxT=)`; per-pair log-probs: `prefjax.lm.logprobs.policy_segment_logps`, tested equal to the
 unpacked pairs). The offline trainer `prefjax.lm.train` trains on packed batches when
@@ -51,6 +59,11 @@ Rows and formatting (`PreferenceDataset.from_jsonl`):
     UltraFeedback-binarized layout: `chosen` is the whole conversation); that shared prefix is removed.
     Without `prompt`, message-list rows take the longest common message prefix of chosen and rejected
     as the prompt (the HH-RLHF conversational layout); string rows must have a `prompt`.
+  - Pair rows may also have `chosen_score` and `rejected_score` (both or neither; finite numbers, not booleans,
+    within float32 range; `score_chosen` / `score_rejected`, ultrafeedback_binarized's names, are read as
+    the same fields): the two responses' quality scores, batched as `SCORE_KEYS`. The dataset has
+    scores (`has_scores`) when its rows do; a file must not mix scored and unscored rows (the first kept row
+    decides which a file is: a later row that disagrees with it is malformed).
   - A message's role must be one of `chat_roles` (default `CHAT_ROLES`: "system", "user", "assistant",
     "tool"); any other role (a typo such as "usr") is a malformed row naming the field and the role, since
     the template would render it and the model be trained on it. Pass `chat_roles=` for a template that
@@ -69,10 +82,12 @@ Rows and formatting (`PreferenceDataset.from_jsonl`):
 
 Validation (never silent):
   - Malformed rows (invalid JSON, a line that is not valid UTF-8, not an object, missing or mistyped
-    field, bad message, unknown role; for single-response rows also neither or both of `label` and
-    `reward`, a `label` that is not a boolean, a `reward` that is a boolean, not a number or not finite)
-    raise `PrefjaxError` naming the file and line (and the field); with `on_malformed="drop"` they are
-    dropped and counted.
+    field, bad message, unknown role; for pair rows also only one of `chosen_score` and `rejected_score`, a
+    score that is a boolean, not a number or not finite, or a row with scores in a file whose first kept row
+    has none, or the reverse; for single-response rows also neither or both of `label` and `reward`, a
+    `label` that is not a boolean, a `reward` that is a boolean, not a number or not finite) raise
+    `PrefjaxError` naming the file and line (and the field); with `on_malformed="drop"` they are dropped and
+    counted ("malformed").
   - Dropped and counted in the `DataReport` (with the first line numbers of each reason), and logged:
     "empty_chosen" / "empty_rejected" (response text empty or whitespace only), "identical"
     (chosen text == rejected text), "prompt_too_long" (the tokenized prompt alone has >= max_length
@@ -114,6 +129,9 @@ _log = logging.getLogger(__name__)
 
 PAIR_KEYS = ("chosen_tokens_BxL", "chosen_loss_mask_BxL", "chosen_attention_mask_BxL",
              "rejected_tokens_BxL", "rejected_loss_mask_BxL", "rejected_attention_mask_BxL")
+# Optional keys of the pairwise layout ("scored pairs"): float32 [B], the chosen and the rejected response's score.
+SCORE_KEYS = ("chosen_score_B", "rejected_score_B")
+SCORE_FIELDS = ("chosen_score", "rejected_score")  # the JSONL row fields they come from
 MULTI_KEYS = ("tokens_BxKxL", "loss_mask_BxKxL", "attention_mask_BxKxL", "scores_BxK")
 SINGLE_KEYS = ("tokens_BxL", "loss_mask_BxL", "attention_mask_BxL", "prompt_id_B", "reward_B", "label_B")
 PROMPT_KEYS = ("prompt_tokens_BxP", "prompt_mask_BxP")  # left-padded prompts (the online trainers')
@@ -422,9 +440,14 @@ def _finish(report, num_kept):
 class PreferenceDataset(_Dataset):
   """Tokenized (prompt, chosen, rejected) pairs; batches follow the pairwise contract above.
 
+  Rows with `chosen_score` and `rejected_score` make a scored dataset: its batches (`collate`, `iterator`,
+  `batches`) add `SCORE_KEYS`; packed batches (`iterator(pack_segments=S)`) leave the scores out.
+
   Attributes:
     prompts, chosen, rejected: lists of int32 token arrays (after truncation).
-    report: the `DataReport` of the load.
+    has_scores: whether every kept row has both scores (then no row may lack them: see `__init__`).
+    chosen_scores, rejected_scores: float32 [N], the kept rows' scores, or None when `has_scores` is False.
+    where: "file:line" of each kept row; report: the `DataReport` of the load.
     tokenizer, max_length, max_prompt_length: as given.
   """
 
@@ -441,7 +464,10 @@ class PreferenceDataset(_Dataset):
       max_prompt_length: P, the prompt length that prompt-first truncation keeps (default L // 2).
       chat_template: `(messages, add_generation_prompt) -> str`; default: the tokenizer's template
         (`HFTokenizer.chat_template`) if it has one, else `default_chat_template`.
-      on_malformed: "raise" (default) or "drop" (counted as "malformed").
+      on_malformed: "raise" (default) or "drop" (counted as "malformed"). Besides bad fields, a row whose
+        scores disagree with the first kept row's (it has `chosen_score` / `rejected_score` and that row had
+        none, or the reverse) is malformed: the first kept row decides whether the data is scored, so with
+        "drop" a mixed file keeps the rows that agree with it.
       long_prompt: "drop" (default) prompts of >= L tokens, or "truncate" them by rule 2 of the
         module docstring (to max(P, L − R) tokens) like any other long prompt.
       source: name of the data for the report.
@@ -455,6 +481,7 @@ class PreferenceDataset(_Dataset):
                                                                b.max_prompt_length)
     self.report = DataReport(source=source)
     self.prompts, self.chosen, self.rejected, self.where = [], [], [], []
+    scores = []  # (chosen, rejected) per kept row, or None for an unscored row
     for where, row in rows:
       self.report.rows += 1
       try:
@@ -464,6 +491,9 @@ class PreferenceDataset(_Dataset):
           raise _Malformed(f"a row must be a JSON object, got {type(row).__name__}")
         prompt = _field(row, "prompt", required=False, roles=roles)
         chosen, rejected = _field(row, "chosen", roles=roles), _field(row, "rejected", roles=roles)
+        pair_scores = _pair_scores(row)
+        if self.where and (pair_scores is None) != (scores[0] is None):
+          raise _Malformed(_mixed_scores_message(pair_scores is not None, self.where[0]))
         prompt_text, (chosen_text, rejected_text), empty = _render(
             prompt, [chosen, rejected], b.chat_template, ("chosen", "rejected"))
       except _Malformed as e:
@@ -491,7 +521,11 @@ class PreferenceDataset(_Dataset):
       self.chosen.append(c)
       self.rejected.append(r)
       self.where.append(where)
+      scores.append(pair_scores)
     _finish(self.report, len(self.prompts))
+    self.has_scores = scores[0] is not None
+    self.chosen_scores = np.asarray([s[0] for s in scores], np.float32) if self.has_scores else None
+    self.rejected_scores = np.asarray([s[1] for s in scores], np.float32) if self.has_scores else None
 
   @classmethod
   def from_jsonl(cls, paths, **kwargs):
@@ -510,9 +544,13 @@ class PreferenceDataset(_Dataset):
     return len(self.prompts)
 
   def collate(self, indices):
-    """The batch dict (pairwise contract) of the examples at `indices` (order kept)."""
+    """The batch dict (pairwise contract, with `SCORE_KEYS` when `has_scores`) of the examples at `indices`
+    (order kept)."""
     indices = np.asarray(indices, np.int64)
     out = {k: np.zeros((len(indices), self.max_length), np.int32) for k in PAIR_KEYS}
+    if self.has_scores:
+      out["chosen_score_B"] = self.chosen_scores[indices]
+      out["rejected_score_B"] = self.rejected_scores[indices]
     pad = self.tokenizer.pad_id
     for row, i in enumerate(indices):
       for side, responses in (("chosen", self.chosen), ("rejected", self.rejected)):
@@ -706,18 +744,58 @@ def _reward_or_label(row):
       raise _Malformed(f"field 'label' must be a JSON boolean (true: desirable, false: undesirable), got "
                        f"{type(label).__name__} {str(label)[:80]!r}")
     return float(label), int(label)
-  reward = row["reward"]
-  if isinstance(reward, bool) or not isinstance(reward, (int, float)):
-    raise _Malformed(f"field 'reward' must be a finite number (not a boolean), got {type(reward).__name__} "
-                     f"{str(reward)[:80]!r}")
+  return _finite_number(row["reward"], "reward", "reward_B"), -1
+
+
+def _finite_number(value, field, key):
+  """`value` (row field `field`, batched as the float32 `key`) as a float: a finite number within float32 range,
+  not a boolean."""
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    raise _Malformed(f"field {field!r} must be a finite number (not a boolean), got {type(value).__name__} "
+                     f"{str(value)[:80]!r}")
   try:
-    value = float(reward)
+    number = float(value)
   except OverflowError:  # an integer beyond float range
-    value = math.inf
-  if not math.isfinite(value) or abs(value) > float(np.finfo(np.float32).max):
-    raise _Malformed(f"field 'reward' must be a finite number (within float32 range: reward_B is float32), got "
-                     f"{str(reward)[:80]}")
-  return value, -1
+    number = math.inf
+  if not math.isfinite(number) or abs(number) > float(np.finfo(np.float32).max):
+    raise _Malformed(f"field {field!r} must be a finite number (within float32 range: {key} is float32), got "
+                     f"{str(value)[:80]}")
+  return number
+
+
+# Other names of the score fields: Hugging Face's ultrafeedback_binarized calls them score_chosen / score_rejected.
+SCORE_FIELD_ALIASES = {"score_chosen": "chosen_score", "score_rejected": "rejected_score"}
+
+
+def _pair_scores(row):
+  """(chosen score, rejected score) of a pair row with `chosen_score` and `rejected_score` (or their aliases
+  `SCORE_FIELD_ALIASES`), None without either."""
+  aliased = [a for a in SCORE_FIELD_ALIASES if a in row]
+  if aliased:
+    both = [a for a in aliased if SCORE_FIELD_ALIASES[a] in row]
+    if both:
+      raise _Malformed(f"fields {both[0]!r} and {SCORE_FIELD_ALIASES[both[0]]!r} are two names of one score: give "
+                       f"one")
+    row = {**row, **{SCORE_FIELD_ALIASES[a]: row[a] for a in aliased}}
+    row = {k: v for k, v in row.items() if k not in SCORE_FIELD_ALIASES}
+  present = [f for f in SCORE_FIELDS if f in row]
+  if not present:
+    return None
+  if len(present) == 1:
+    missing = next(f for f in SCORE_FIELDS if f not in row)
+    raise _Malformed(f"field {present[0]!r} without {missing!r}: a scored pair needs both fields "
+                     f"{SCORE_FIELDS[0]!r} and {SCORE_FIELDS[1]!r} (fields present: {sorted(row)})")
+  return tuple(_finite_number(row[f], f, k) for f, k in zip(SCORE_FIELDS, SCORE_KEYS))
+
+
+def _mixed_scores_message(has_scores, first_where):
+  """The malformed-row message for a row whose scores disagree with the first kept row's (at `first_where`)."""
+  fields = f"fields {SCORE_FIELDS[0]!r} and {SCORE_FIELDS[1]!r}"
+  if has_scores:
+    return (f"{fields} present, but the first kept row ({first_where}) has no scores: a file must not mix "
+            f"scored and unscored pairs")
+  return (f"{fields} missing, but the first kept row ({first_where}) has them: a file must not mix scored and "
+          f"unscored pairs")
 
 
 def epoch_permutation(num_examples, seed, epoch, shuffle=True):
@@ -824,7 +902,8 @@ class PackedBatchIterator(BatchIterator):
 
   Batch: the pairwise keys plus `chosen_segment_ids_BxL` / `rejected_segment_ids_BxL` (int32, 1..S
   for the pairs of the row, 0 on padding), `chosen_positions_BxL` / `rejected_positions_BxL` (int32,
-  restarting at 0 in each segment) and `num_pairs_B` (int32). Segment boundaries never put a scored
+  restarting at 0 in each segment) and `num_pairs_B` (int32), exactly `PACKED_KEYS`: a dataset with scores
+  (`has_scores`) packs as one without, its `SCORE_KEYS` left out. Segment boundaries never put a scored
   token after another segment's token (each segment starts with its prompt's BOS, loss mask 0), so
   `token_logps` needs no change; per-pair log-probs are `segment_sums`.
 
@@ -918,16 +997,34 @@ def check_ranking_batch(batch, where="batch"):
 
 
 class PairArrays:
-  """An in-memory pairwise dataset: a dict of `[N, L]` int32 arrays with the batch contract's keys."""
+  """An in-memory pairwise dataset: a dict of `[N, L]` int32 arrays with the batch contract's keys (`PAIR_KEYS`)
+  and, for scored pairs, both `SCORE_KEYS` (float32 `[N]`, finite; batches then carry them, in step with the
+  pairs). Other keys of the dict are ignored; one score key without the other is an error.
+
+  Attributes:
+    arrays: the kept arrays (`PAIR_KEYS`, then `SCORE_KEYS` when given).
+    has_scores: whether the batches carry `SCORE_KEYS`.
+  """
 
   def __init__(self, arrays):
     missing = [k for k in PAIR_KEYS if k not in arrays]
     if missing:
       raise PrefjaxError(f"PairArrays is missing {missing}; a pairwise batch has {list(PAIR_KEYS)}")
     self.arrays = {k: np.asarray(arrays[k], np.int32) for k in PAIR_KEYS}
-    n = {v.shape[0] for v in self.arrays.values()}
+    n = {v.shape[0] if v.ndim else 0 for v in self.arrays.values()}
     if len(n) != 1 or 0 in n:
       raise PrefjaxError(f"PairArrays: arrays must share a non-zero leading size, got {sorted(n)}")
+    present = [k for k in SCORE_KEYS if k in arrays]
+    if len(present) == 1:
+      missing = next(k for k in SCORE_KEYS if k not in arrays)
+      raise PrefjaxError(f"PairArrays: {present[0]} without {missing}; scored pairs have both {list(SCORE_KEYS)}")
+    (n,) = n
+    for k in present:
+      self.arrays[k] = _score_array(arrays[k], k, n)
+
+  @property
+  def has_scores(self):
+    return all(k in self.arrays for k in SCORE_KEYS)
 
   def __len__(self):
     return next(iter(self.arrays.values())).shape[0]
@@ -937,6 +1034,22 @@ class PairArrays:
     if state is not None:
       it.restore(state)
     return it
+
+
+def _score_array(value, key, n):
+  """`value` as PairArrays' float32 `[n]` score array `key`: numbers (not booleans), finite in float32."""
+  raw = np.asarray(value)
+  if not (np.issubdtype(raw.dtype, np.integer) or np.issubdtype(raw.dtype, np.floating)):
+    raise PrefjaxError(f"PairArrays: {key} must hold numbers, got dtype {raw.dtype}")
+  if raw.shape != (n,):
+    raise PrefjaxError(f"PairArrays: {key} has shape {raw.shape}, expected ({n},) (N of the token arrays)")
+  with np.errstate(over="ignore"):
+    scores = raw.astype(np.float32)
+  rows = np.flatnonzero(~np.isfinite(scores))
+  if rows.size:
+    raise PrefjaxError(f"PairArrays: {key} must be finite (within float32 range); rows {rows[:10].tolist()} have "
+                       f"{raw[rows[:10]].tolist()}")
+  return scores
 
 
 class RankingArrays(PairArrays):

@@ -241,6 +241,14 @@ def make_pairs(task, ref_logp_CxN, num_pairs, key):
   return out
 
 
+def pair_scores(task, pairs):
+  """Both responses' quality scores for `make_pairs`'s pairs: the exact rewards r(x, y_w), r(x, y_l) (the
+  scored-pair contract's `chosen_score_B`, `rejected_score_B`, float32 `[num_pairs]`; MMPO's margin reads them)."""
+  x = np.asarray(pairs["prompt"])
+  return {"chosen_score_B": task.rewards_CxN[x, pairs["chosen_index"]].astype(np.float32),
+          "rejected_score_B": task.rewards_CxN[x, pairs["rejected_index"]].astype(np.float32)}
+
+
 def make_rankings(task, ref_logp_CxN, num_prompts, num_responses, key):
   """Offline K-response data: x uniform, K responses y_1..y_K ~ π_ref(·|x) i.i.d., each scored by the exact
   reward r(x, y_k) (the oracle; a ranking-contract objective reads the scores, higher is better).

@@ -1,20 +1,24 @@
 """Offline preference training of a transformer policy with any objective of a contract it feeds.
 
-Objectives come from the objective index (`prefjax.objectives.spec`) by name. The trainer feeds three data
+Objectives come from the objective index (`prefjax.objectives.spec`) by name. The trainer feeds four data
 contracts (`CONTRACTS`), each with its batch layout, its log-prob function and its loss function:
 - preference pairs ("pair": every pairwise objective and combinations of them, through
-  `pairwise_loss_and_metrics` with its switches, and other families' stateless pair objectives such as γ-PO and
+  `pairwise_loss_and_metrics` with its switches, and other families' pair objectives such as γ-PO, β-DPO and
   AOT with other costs, through their declared loss);
+- preference pairs with both responses' quality scores ("scored_pair": MMPO's soft margin; the pair layout plus
+  `SCORE_KEYS`, from `prefjax.lm.data.PreferenceDataset` rows with chosen_score / rejected_score; unpacked);
 - K responses per prompt with scores ("ranking": InfoNCA, NCA, Plackett–Luce, PRO, LiPO-λ, MPO;
   `RANKING_KEYS`, the layout of `prefjax.lm.data.MultiResponseDataset`, unpacked, live reference; metrics
   loss, rewards/mean, rewards/accuracies = the fraction of prompts whose best-scored response has the largest
   implicit reward, logps/mean);
-- one response per example with a reward or a binary label ("single": DRO; `SINGLE_KEYS`, the layout of
+- one response per example with a reward or a binary label ("single": DRO, BCO; `SINGLE_KEYS`, the layout of
   `prefjax.lm.data.SingleResponseDataset`, unpacked, live reference; metrics loss, rewards/mean (β ρ),
   logps/mean and, for an objective that learns a value V(x) with the policy, values/mean). DRO's V is a table
   over the data's distinct prompts carried in the training state (`ValueTrainState`).
-Another contract, or a stateful objective (BCO's running shift), is a `PrefjaxError` when the `TrainConfig` is
-made. What follows describes the pair contract.
+A stateful objective (BCO's running reward shift, β-DPO's running margin statistics) carries its state in the
+training state (`StatefulTrainState`), updated once per micro-batch and checkpointed. An objective of another
+contract is a `PrefjaxError` naming the contracts this trainer feeds when the `TrainConfig` is made. What
+follows describes the pair contract.
 
 One jitted step (gradient accumulation as a `lax.scan` over micro-batches) inside a Python loop; the
 training state is one pytree {params, opt_state, step, key} (docs/design.md §3), checkpointed with orbax
@@ -118,8 +122,8 @@ class TrainConfig(loop.OptimConfig):
   """Hyper-parameters of offline preference training.
 
   Attributes:
-    objective: the name of a declared, stateless objective whose data contract this trainer feeds
-      (`CONTRACTS`: "pair", "ranking", "single"; `prefjax.objectives.list_objectives(contract=...)`), or a
+    objective: the name of a declared objective whose data contract this trainer feeds (`CONTRACTS`: "pair",
+      "scored_pair", "ranking", "single"; `prefjax.objectives.list_objectives(contract=...)`), or a
       combination {name: weight} of pairwise objectives. Another contract is a `PrefjaxError` naming the
       contracts this trainer feeds.
     beta: β > 0 (τ for IPO).
@@ -184,9 +188,10 @@ class TrainConfig(loop.OptimConfig):
                                rejected_lengths=np.ones(1), length_normalize=self.length_normalize,
                                divergence=self.divergence)
     else:
-      if declared.stateful:
-        raise PrefjaxError(f"TrainConfig.objective={self.objective!r} carries state between steps; the LM "
-                           f"offline trainer does not carry objective state yet (train it on a bandit)")
+      if declared.contract == "scored_pair" and self.pack_segments:
+        raise PrefjaxError(f"TrainConfig.pack_segments={self.pack_segments}: packed rows do not carry the "
+                           f"responses' scores that {self.objective!r} (contract 'scored_pair') reads: use "
+                           f"pack_segments=0")
       what = {"ranking": "K responses per prompt", "single": "one response per example"}.get(declared.contract)
       if what and self.reference != "live":
         raise PrefjaxError(f"TrainConfig.reference={self.reference!r}: the reference cache holds pairs; "
@@ -247,6 +252,17 @@ class ValueTrainState(NamedTuple):
   value_opt_state: Any
 
 
+class StatefulTrainState(NamedTuple):
+  """The training pytree of a stateful objective (BCO's running reward shift, β-DPO's running margin
+  statistics): `TrainState`'s fields plus the objective's state (`spec.Loss.init_state`), replicated, updated by
+  the objective once per micro-batch and checkpointed with the rest."""
+  params: Any
+  opt_state: Any
+  step: jax.Array
+  key: jax.Array
+  objective_state: Any
+
+
 # The optimiser and its schedules live with the shared loop (re-exported here for older callers).
 SCHEDULES = loop.SCHEDULES
 make_optimizer = loop.make_optimizer
@@ -301,7 +317,7 @@ def logits_window_for(batch, cfg):
   (`logprobs.max_scored`). Rounded up to a multiple of `WINDOW_MULTIPLE`; None when that is not shorter
   than L − 1 (short sequences keep the full head) and for "full".
   """
-  if cfg.logits_window == "full" or contract_of(cfg.objective) != "pair":
+  if cfg.logits_window == "full" or contract_of(cfg.objective) not in PAIR_CONTRACTS:
     return None
   length = np.shape(batch["chosen_tokens_BxL"])[-1]
   need = logprobs.max_scored if cfg.pack_segments else logprobs.response_span
@@ -370,7 +386,7 @@ def make_ranking_logps_fn(model_config, reduction="sum"):
   return fn
 
 
-def _ranking_loss_fn(params, micro, ref_params, *, logps_fn, cfg):
+def _ranking_loss_fn(params, micro, ref_params, ostate, key, *, logps_fn, cfg):
   """Per-prompt losses of a ranking-contract objective on K scored responses, and their batch means.
 
   Metrics: loss; rewards/mean (β ρ over every response), rewards/accuracies (the fraction of prompts whose
@@ -380,15 +396,15 @@ def _ranking_loss_fn(params, micro, ref_params, *, logps_fn, cfg):
   rw, _ = logps_fn(ref_params, micro)
   rw = jax.lax.stop_gradient(rw)
   scores = micro["scores_BxK"].astype(pw.dtype)
-  losses, _ = spec.get(cfg.objective).loss().fn(
+  losses, ostate = spec.get(cfg.objective).loss().fn(
       spec.RankingBatch(pw, rw, rewards=scores, lengths=jnp.maximum(counts, 1).astype(pw.dtype)),
-      spec.HParams(jnp.asarray(cfg.beta, pw.dtype), jnp.asarray(cfg.label_smoothing, pw.dtype)), (), None)
+      spec.HParams(jnp.asarray(cfg.beta, pw.dtype), jnp.asarray(cfg.label_smoothing, pw.dtype)), ostate, key)
   rewards = cfg.beta * jax.lax.stop_gradient(pw - rw)
   top = jnp.take_along_axis(rewards, jnp.argmax(scores, axis=1)[:, None], axis=1)[:, 0]
   loss = jnp.mean(losses)
-  return loss, {"loss": loss, "rewards/mean": jnp.mean(rewards),
-                "rewards/accuracies": jnp.mean((top >= jnp.max(rewards, axis=1)).astype(pw.dtype)),
-                "logps/mean": jnp.mean(jax.lax.stop_gradient(pw))}
+  return loss, ({"loss": loss, "rewards/mean": jnp.mean(rewards),
+                 "rewards/accuracies": jnp.mean((top >= jnp.max(rewards, axis=1)).astype(pw.dtype)),
+                 "logps/mean": jnp.mean(jax.lax.stop_gradient(pw))}, ostate)
 
 
 def make_single_logps_fn(model_config, reduction="sum"):
@@ -403,7 +419,7 @@ def make_single_logps_fn(model_config, reduction="sum"):
   return fn
 
 
-def _single_loss_fn(trainable, micro, ref_params, *, logps_fn, cfg, needs_value):
+def _single_loss_fn(trainable, micro, ref_params, ostate, key, *, logps_fn, cfg, needs_value):
   """Per-example losses of a single-response objective and their batch mean.
 
   `trainable` is the policy's parameters, or (parameters, value table) when the objective learns V(x); the
@@ -417,14 +433,15 @@ def _single_loss_fn(trainable, micro, ref_params, *, logps_fn, cfg, needs_value)
   v = values[micro["prompt_id_B"]] if needs_value else None
   batch = spec.SingleBatch(pw, rw, desirable=micro["label_B"] == 1, rewards=micro["reward_B"].astype(pw.dtype),
                            values=v, lengths=jnp.maximum(counts, 1).astype(pw.dtype))
-  losses, _ = spec.get(cfg.objective).loss().fn(
-      batch, spec.HParams(jnp.asarray(cfg.beta, pw.dtype), jnp.asarray(cfg.label_smoothing, pw.dtype)), (), None)
+  losses, ostate = spec.get(cfg.objective).loss().fn(
+      batch, spec.HParams(jnp.asarray(cfg.beta, pw.dtype), jnp.asarray(cfg.label_smoothing, pw.dtype)), ostate,
+      key)
   loss = jnp.mean(losses)
   metrics = {"loss": loss, "rewards/mean": jnp.mean(cfg.beta * jax.lax.stop_gradient(pw - rw)),
              "logps/mean": jnp.mean(jax.lax.stop_gradient(pw))}
   if needs_value:
     metrics["values/mean"] = jnp.mean(jax.lax.stop_gradient(v))
-  return loss, metrics
+  return loss, (metrics, ostate)
 
 
 def _logps(params, micro, ref_params, logps_fn, ref_keys):
@@ -438,12 +455,20 @@ def _logps(params, micro, ref_params, logps_fn, ref_keys):
 
 
 # The data contracts this trainer feeds (`prefjax.objectives.spec.CONTRACTS`): preference pairs (`BATCH_KEYS`,
-# packed or not, live or cached reference), K responses per prompt with scores (`RANKING_KEYS`, the
+# packed or not, live or cached reference; "scored_pair" adds both responses' scores `SCORE_KEYS`), K responses per prompt with scores (`RANKING_KEYS`, the
 # multi-response JSONL of `prefjax.lm.data.MultiResponseDataset`, live reference) and one response per example
 # with a reward or a binary label (`SINGLE_KEYS`, `prefjax.lm.data.SingleResponseDataset`, live reference).
-CONTRACTS = ("pair", "ranking", "single")
+CONTRACTS = ("pair", "scored_pair", "ranking", "single")
 RANKING_KEYS = ("tokens_BxKxL", "loss_mask_BxKxL", "attention_mask_BxKxL", "scores_BxK")
 SINGLE_KEYS = data.SINGLE_KEYS
+SCORE_KEYS = data.SCORE_KEYS  # a scored pair's extra keys: both responses' quality scores
+PAIR_CONTRACTS = ("pair", "scored_pair")  # the pair layout (packed or not, cached reference)
+
+
+def is_stateful(cfg):
+  """Whether `cfg.objective` carries state between steps (its training state is a `StatefulTrainState`)."""
+  objective = getattr(cfg, "objective", None)
+  return isinstance(objective, str) and spec.get(objective).stateful
 
 
 def needs_value(cfg):
@@ -475,17 +500,20 @@ def _declared_objective(objective):
   return None if objective in objectives.PAIRWISE_LOSSES else declared
 
 
-def _objective(pw, pl, rw, rl, nw, nl, cfg):
+def _objective(pw, pl, rw, rl, nw, nl, cfg, ostate=(), key=None, scores=(None, None)):
+  """Per-pair losses, TRL's reward metrics and the objective's new state (its old one when stateless)."""
   declared = _declared_objective(cfg.objective)
   if declared is None:
-    return objectives.pairwise_loss_and_metrics(
+    losses, m = objectives.pairwise_loss_and_metrics(
         cfg.objective, pw, pl, rw, rl, beta=cfg.beta, label_smoothing=cfg.label_smoothing,
         chosen_lengths=nw, rejected_lengths=nl, length_normalize=cfg.length_normalize,
         divergence=cfg.divergence)
-  losses, _ = declared.loss().fn(spec.PairBatch(pw, pl, rw, rl, nw, nl),
-                                 spec.HParams(jnp.asarray(cfg.beta, pw.dtype),
-                                              jnp.asarray(cfg.label_smoothing, pw.dtype)), (), None)
-  return losses.astype(pw.dtype), objectives.pairwise.reward_metrics(pw, pl, rw, rl, cfg.beta)
+    return losses, m, ostate
+  sw, sl = (None if x is None else x.astype(pw.dtype) for x in scores)
+  losses, ostate = declared.loss().fn(spec.PairBatch(pw, pl, rw, rl, nw, nl, sw, sl),
+                                      spec.HParams(jnp.asarray(cfg.beta, pw.dtype),
+                                                   jnp.asarray(cfg.label_smoothing, pw.dtype)), ostate, key)
+  return losses.astype(pw.dtype), objectives.pairwise.reward_metrics(pw, pl, rw, rl, cfg.beta), ostate
 
 
 def _loss_and_metrics(losses, m, pw, pl, reduce):
@@ -502,7 +530,7 @@ def _loss_and_metrics(losses, m, pw, pl, reduce):
   }
 
 
-def _packed_loss_fn(params, micro, ref_params, num_pairs, *, logps_fn, cfg):
+def _packed_loss_fn(params, micro, ref_params, ostate, key, num_pairs, *, logps_fn, cfg):
   """Σ over the micro-batch's real pairs of the objective / `num_pairs` (the whole optimiser batch's)."""
   pw, pl, nw, nl, rw, rl = _logps(params, micro, ref_params, logps_fn,
                                   ("ref_chosen_logps_BxS", "ref_rejected_logps_BxS"))
@@ -513,16 +541,19 @@ def _packed_loss_fn(params, micro, ref_params, num_pairs, *, logps_fn, cfg):
   # (their terms are masked out of the sums below, so the value does not matter).
   nw, nl = (jnp.where(real, flat(n), 1) for n in (nw, nl))
   pw, pl = flat(pw), flat(pl)
-  losses, m = _objective(pw, pl, flat(rw), flat(rl), nw, nl, cfg)
+  losses, m, ostate = _objective(pw, pl, flat(rw), flat(rl), nw, nl, cfg, ostate, key)
   denom = jnp.maximum(num_pairs, 1).astype(losses.dtype)
-  return _loss_and_metrics(losses, m, pw, pl, lambda x: jnp.sum(jnp.where(real, x, 0.0)) / denom)
+  loss, metrics = _loss_and_metrics(losses, m, pw, pl, lambda x: jnp.sum(jnp.where(real, x, 0.0)) / denom)
+  return loss, (metrics, ostate)
 
 
-def _loss_fn(params, micro, ref_params, *, logps_fn, cfg):
+def _loss_fn(params, micro, ref_params, ostate, key, *, logps_fn, cfg):
   pw, pl, nw, nl, rw, rl = _logps(params, micro, ref_params, logps_fn,
                                   ("ref_chosen_logps_B", "ref_rejected_logps_B"))
-  losses, m = _objective(pw, pl, rw, rl, nw, nl, cfg)
-  return _loss_and_metrics(losses, m, pw, pl, jnp.mean)
+  scores = tuple(micro.get(k) for k in SCORE_KEYS)
+  losses, m, ostate = _objective(pw, pl, rw, rl, nw, nl, cfg, ostate, key, scores)
+  loss, metrics = _loss_and_metrics(losses, m, pw, pl, jnp.mean)
+  return loss, (metrics, ostate)
 
 
 def make_train_step(model_config, cfg, *, live_reference, window=None):
@@ -544,26 +575,27 @@ def make_train_step(model_config, cfg, *, live_reference, window=None):
   packed = cfg.pack_segments > 0
   contract = contract_of(cfg.objective)
   ranking, single, with_value = contract == "ranking", contract == "single", needs_value(cfg)
+  stateful, scored = is_stateful(cfg), contract == "scored_pair"
   if (ranking or single) and not live_reference:
     raise PrefjaxError(f"train step: the {contract} contract needs live_reference=True (no reference cache)")
   if ranking:
     logps_fn = make_ranking_logps_fn(model_config, cfg.reduction)
     grad_fn = jax.value_and_grad(
-        lambda p, micro, ref: _ranking_loss_fn(p, micro, ref, logps_fn=logps_fn, cfg=cfg), has_aux=True)
+        lambda p, micro, ref, o, k: _ranking_loss_fn(p, micro, ref, o, k, logps_fn=logps_fn, cfg=cfg), has_aux=True)
   elif single:
     logps_fn = make_single_logps_fn(model_config, cfg.reduction)
     grad_fn = jax.value_and_grad(
-        lambda p, micro, ref: _single_loss_fn(p, micro, ref, logps_fn=logps_fn, cfg=cfg, needs_value=with_value),
-        has_aux=True)
+        lambda p, micro, ref, o, k: _single_loss_fn(p, micro, ref, o, k, logps_fn=logps_fn, cfg=cfg,
+                                                    needs_value=with_value), has_aux=True)
   elif packed:
     logps_fn = make_packed_logps_fn(model_config, cfg.pack_segments, cfg.reduction, window)
     grad_fn = jax.value_and_grad(
-        lambda p, micro, ref, n: _packed_loss_fn(p, micro, ref, n, logps_fn=logps_fn, cfg=cfg),
+        lambda p, micro, ref, o, k, n: _packed_loss_fn(p, micro, ref, o, k, n, logps_fn=logps_fn, cfg=cfg),
         has_aux=True)
   else:
     logps_fn = make_logps_fn(model_config, cfg.reduction, window)
     grad_fn = jax.value_and_grad(
-        lambda p, micro, ref: _loss_fn(p, micro, ref, logps_fn=logps_fn, cfg=cfg), has_aux=True)
+        lambda p, micro, ref, o, k: _loss_fn(p, micro, ref, o, k, logps_fn=logps_fn, cfg=cfg), has_aux=True)
   ref_keys = ("ref_chosen_logps_BxS", "ref_rejected_logps_BxS") if packed else (
       "ref_chosen_logps_B", "ref_rejected_logps_B")
 
@@ -580,6 +612,10 @@ def make_train_step(model_config, cfg, *, live_reference, window=None):
       raise PrefjaxError(f"train step: objective {cfg.objective!r} (contract 'ranking') needs a batch with "
                          f"{list(RANKING_KEYS)} (prefjax.lm.data.MultiResponseDataset, RankingArrays); got "
                          f"{sorted(batch)}")
+    if scored and any(k not in batch for k in SCORE_KEYS):
+      raise PrefjaxError(f"train step: objective {cfg.objective!r} (contract 'scored_pair') needs a pair batch with "
+                         f"the responses' scores {list(SCORE_KEYS)} (prefjax.lm.data.PreferenceDataset rows with "
+                         f"chosen_score / rejected_score, PairArrays with them); got {sorted(batch)}")
     if single and any(k not in batch for k in SINGLE_KEYS):
       raise PrefjaxError(f"train step: objective {cfg.objective!r} (contract 'single') needs a batch with "
                          f"{list(SINGLE_KEYS)} (prefjax.lm.data.SingleResponseDataset, SingleArrays); got "
@@ -590,16 +626,23 @@ def make_train_step(model_config, cfg, *, live_reference, window=None):
     extra = (jnp.sum(batch["num_pairs_B"]),) if packed else ()
 
     trainable = (state.params, state.values) if with_value else state.params
+    # A stateful objective's state threads through the micro-batches in order (one update per micro-batch);
+    # its PRNG key (keyed objectives, β-DPO's filter) is fold_in(fold_in(key, step), micro-batch).
+    ostate = state.objective_state if stateful else ()
+    step_key = jax.random.fold_in(state.key, state.step)
 
-    def body(acc, micro):
-      (_, metrics), grads = grad_fn(trainable, micro, ref, *extra)
-      return jax.tree.map(jnp.add, acc, (grads, metrics)), None
+    def body(carry, xs):
+      acc, ost = carry
+      i, micro = xs
+      (_, (metrics, ost)), grads = grad_fn(trainable, micro, ref, ost, jax.random.fold_in(step_key, i), *extra)
+      return (jax.tree.map(jnp.add, acc, (grads, metrics)), ost), None
 
+    first = jax.tree.map(lambda x: x[0], batch)
     zeros = (jax.tree.map(jnp.zeros_like, trainable),
-             jax.eval_shape(lambda: grad_fn(trainable, jax.tree.map(lambda x: x[0], batch), ref,
-                                            *extra)[0][1]))
+             jax.eval_shape(lambda: grad_fn(trainable, first, ref, ostate, step_key, *extra)[0][1][0]))
     zeros = (zeros[0], jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zeros[1]))
-    (grads, metrics), _ = jax.lax.scan(body, zeros, batch)
+    ((grads, metrics), new_ostate), _ = jax.lax.scan(body, (zeros, ostate),
+                                                     (jnp.arange(cfg.grad_accum), batch))
     if not packed:  # packed micro-batch terms are already divided by the whole batch's pair count
       a = cfg.grad_accum
       grads = jax.tree.map(lambda g: g / a, grads)
@@ -619,6 +662,8 @@ def make_train_step(model_config, cfg, *, live_reference, window=None):
       v_updates, v_opt = value_optimizer(cfg).update(value_grads, state.value_opt_state, state.values)
       new_state = ValueTrainState(*base, keep(optax.apply_updates(state.values, v_updates), state.values),
                                   keep(v_opt, state.value_opt_state))
+    elif stateful:
+      new_state = StatefulTrainState(*base, keep(new_ostate, state.objective_state))
     else:
       new_state = TrainState(*base)
     metrics.update({"grad_norm": grad_norm, "learning_rate": schedule(state.step),
@@ -795,10 +840,17 @@ def state_shardings(model_config, cfg, mesh):
   boxed_params, boxed_opt = _boxed_state(model_config, tx, jax.random.key(0))
   rep = shd.replicated(mesh)
   base = (shd.logical_shardings(boxed_params, mesh), shd.logical_shardings(boxed_opt, mesh), rep, rep)
+  if is_stateful(cfg):
+    return StatefulTrainState(*base, jax.tree.map(lambda _: rep, jax.eval_shape(_objective_init(cfg))))
   if not needs_value(cfg):
     return TrainState(*base)
   v_opt = jax.eval_shape(value_optimizer(cfg).init, jax.ShapeDtypeStruct((1,), jnp.float32))
   return ValueTrainState(*base, rep, jax.tree.map(lambda _: rep, v_opt))
+
+
+def _objective_init(cfg):
+  """`() -> state`: a stateful objective's initial state (`spec.Loss.init_state`, keyed by the seed)."""
+  return lambda: spec.get(cfg.objective).loss().init_state(jax.random.key(cfg.seed))
 
 
 def init_state(model_config, cfg, params, key, mesh, num_prompts=0):
@@ -812,6 +864,8 @@ def init_state(model_config, cfg, params, key, mesh, num_prompts=0):
   opt_state = jax.jit(tx.init, out_shardings=shardings.opt_state)(params)
   base = (params, opt_state, jax.device_put(jnp.zeros((), jnp.int32), shardings.step),
           jax.device_put(key, shardings.key))
+  if is_stateful(cfg):
+    return StatefulTrainState(*base, jax.jit(_objective_init(cfg), out_shardings=shardings.objective_state)())
   if not needs_value(cfg):
     return TrainState(*base)
   if not isinstance(num_prompts, (int, np.integer)) or num_prompts < 1:
@@ -905,6 +959,10 @@ def train(model_config, cfg, dataset, workdir, *, init_params, ref_params=None, 
                            f"rows with a reward and no label (label_B = -1): give it rows with \"label\"")
     else:
       _check_batch(batch, pack_segments=cfg.pack_segments)
+      if contract == "scored_pair" and any(k not in batch for k in SCORE_KEYS):
+        raise PrefjaxError(f"TrainConfig.objective={cfg.objective!r} reads both responses' scores (contract "
+                           f"'scored_pair'), but the batch has no {list(SCORE_KEYS)}: give it preference rows with "
+                           f"chosen_score and rejected_score")
     if cache is not None and cfg.pack_segments:
       w, l = cache.lookup_packed(batch, cfg.pack_segments, ref_compute)
       batch = {**batch, "ref_chosen_logps_BxS": w, "ref_rejected_logps_BxS": l}

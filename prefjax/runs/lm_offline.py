@@ -3,8 +3,8 @@
 `run_lm_offline(config, workdir)` (registered in `prefjax.runners` as "lm_offline"):
 - `config.task = "synthetic"` (experiments/configs/lm_dpo_synthetic.py): builds the synthetic task
   (`prefjax.lm.synthetic`), trains π_ref by SFT on the known distribution, samples offline data from π_ref
-  in each objective's data contract (pairs labelled by the Bradley–Terry oracle; K responses per prompt, or
-  single responses, with their exact rewards), then trains each objective of `config.objective`
+  in each objective's data contract (pairs labelled by the Bradley–Terry oracle, with both responses' exact
+  rewards as scores for scored pairs; K responses per prompt, or single responses, with their exact rewards), then trains each objective of `config.objective`
   (comma-separated declared names) from π_ref with exact oracle evaluation (reward, win rate against π_ref,
   KL(π ‖ π_ref)) every `eval_every` steps, and compares with the declared closed-form optimum, if any (DPO:
   Ψ = logit, IPO: identity, DRO: the RLHF optimum).
@@ -104,9 +104,9 @@ def validate_lm_offline(config):
 
 
 def _train_config(config, objective):
-  # The reference cache holds pairs: objectives on K responses per prompt or on single responses score the
-  # reference live.
-  reference = "live" if lm_train.contract_of(objective) != "pair" else str(config.reference)
+  # The reference cache holds pairs (scored or not): objectives on K responses per prompt or on single responses
+  # score the reference live.
+  reference = "live" if lm_train.contract_of(objective) not in lm_train.PAIR_CONTRACTS else str(config.reference)
   return lm_train.TrainConfig(
       objective=objective, beta=float(config.beta), label_smoothing=float(config.label_smoothing),
       length_normalize=bool(config.length_normalize), reduction=str(config.reduction),
@@ -162,6 +162,8 @@ def _run_synthetic(config, wd):
     k = int(s.get("num_responses", 4))
     datasets["ranking"] = lm_train.RankingArrays(syn.make_rankings(
         task, ref_logp, max(2 * int(s.num_pairs) // k, int(config.batch_size)), k, jax.random.fold_in(key_pairs, 1)))
+  if "scored_pair" in contracts.values():  # the same pairs with both responses' exact rewards as their scores
+    datasets["scored_pair"] = lm_train.PairArrays({**pairs, **syn.pair_scores(task, pairs)})
   if "single" in contracts.values():
     # One response per example from π_ref with its exact reward; as many responses as the pairs hold.
     datasets["single"] = lm_train.SingleArrays(syn.make_singles(task, ref_logp, 2 * int(s.num_pairs),
@@ -221,11 +223,14 @@ def _run_jsonl(config, wd):
   if int(config.max_length) > model_config.max_len:
     raise PrefjaxError(f"config.max_length={config.max_length} exceeds the model's context "
                        f"{model_config.max_len}")
-  # The JSONL row format follows the objectives' data contract: prompt/chosen/rejected pairs,
+  # The JSONL row format follows the objectives' data contract: prompt/chosen/rejected pairs (with
+  # chosen_score/rejected_score for scored-pair objectives),
   # prompt/responses/scores rows for objectives on K responses per prompt, or prompt/completion/label-or-reward
   # rows for single-response objectives (one contract per run).
   names = _objectives(config)
-  contracts = {lm_train.contract_of(n) for n in names}
+  # Scored pairs are pairs with two more fields: pair and scored-pair objectives share a file.
+  contracts = {"pair" if lm_train.contract_of(n) in lm_train.PAIR_CONTRACTS else lm_train.contract_of(n)
+               for n in names}
   if len(contracts) > 1:
     raise PrefjaxError(f"config.objective mixes data contracts {sorted(contracts)}: one JSONL file holds one "
                        f"row format; run them separately")
