@@ -7,13 +7,21 @@ optimisation level (docs/testing.md). `JAX_DISABLE_MOST_OPTIMIZATIONS=1` is expo
 `xla_optimized` (execution-bound: thousands of compiled steps) opts back into XLA's optimisations. The
 acceptance tier (`-m acceptance`) compiles with XLA's default optimisations, as users run.
 
-The default tier's XLA runs its CPU kernels on one thread per process (two workers on two cores). At the end of a
-default-tier run, every test whose call phase took over 30 s is listed (docs/testing.md: the 30 s rule).
+XLA runs its CPU kernels on one thread per test process (two workers on two cores). At the end of a default-tier
+run, every test whose call phase took over 30 s is listed (docs/testing.md: the 30 s rule).
 """
 
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+# Each test process runs XLA's CPU kernels on one thread: `pytest -n 2` on 2 cores keeps both busy with two
+# workers, and more threads per worker only contend with the other worker (the default tier measured 378 s
+# against 396 s). Set before jax starts XLA; subprocesses inherit it. Numerics are unchanged up to float32
+# rounding, which every comparison allows for (docs/testing.md).
+SINGLE_THREAD_FLAG = "--xla_cpu_multi_thread_eigen=false"
+if SINGLE_THREAD_FLAG not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + SINGLE_THREAD_FLAG).strip()
 
 import jax  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
@@ -59,20 +67,12 @@ class _SlowCalls:
                                 "(docs/testing.md)")
 
 
-# The default tier's workers each run XLA's CPU kernels on one thread: `pytest -n 2` on 2 cores keeps both busy
-# with two workers, and a second thread per worker only contends with the other worker (measured: 378 s against
-# 396 s for the whole tier). Read when a process first starts XLA, so it reaches the workers and their
-# subprocesses through the environment.
-SINGLE_THREAD_FLAG = "--xla_cpu_multi_thread_eigen=false"
-
-
 def pytest_configure(config):
   if not _is_default_tier(config):
     return
   os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
   jax.config.update("jax_disable_most_optimizations", True)
-  if SINGLE_THREAD_FLAG not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + SINGLE_THREAD_FLAG).strip()
+
   if not hasattr(config, "workerinput"):  # The xdist controller (or a run without -n) reports.
     config.pluginmanager.register(_SlowCalls(), "prefjax_slow_calls")
 

@@ -175,8 +175,8 @@ def test_length_normalised_objective_is_finite_with_absent_slots():
            "ref_rejected_logps_BxS": np.zeros((2, 3), np.float32)}
   loss_fn = functools.partial(tr._packed_loss_fn,  # pylint: disable=protected-access
                               logps_fn=logps_fn, cfg=cfg)
-  (loss, metrics), grad = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(
-      jnp.float32(0.3), micro, None, jnp.int32(3))
+  (loss, (metrics, _)), grad = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(
+      jnp.float32(0.3), micro, None, (), None, jnp.int32(3))  # no objective state, no key
   assert np.isfinite(grad) and grad != 0 and all(np.isfinite(v) for v in metrics.values())
   # Independent: the three real pairs alone (float64 numpy): sigmoid_norm + sft, averaged over 3 pairs.
   n = np.array([3.0, 2.0, 4.0])

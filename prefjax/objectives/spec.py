@@ -143,11 +143,12 @@ class HParams(NamedTuple):
 _CONTRACT_LIST = (
     Contract("pair", "a preference pair: policy and reference log-probs of y_w and y_l, [B] each, with token "
              "counts", PairBatch, "prompt, chosen, rejected"),
-    Contract("scored_pair", "a preference pair with both responses' quality scores, [B] each", PairBatch),
+    Contract("scored_pair", "a preference pair with both responses' quality scores, [B] each", PairBatch,
+             "prompt, chosen, rejected, chosen_score, rejected_score"),
     Contract("ranking", "K responses per prompt: log-probs [B, K] with scores or a ranking [B, K]", RankingBatch,
              "prompt, responses (K), scores (K)"),
     Contract("single", "one response per example: log-probs [B] with a binary label or a scalar reward",
-             SingleBatch),
+             SingleBatch, "prompt, completion, label (true/false) or reward"),
     Contract("cross_prompt", "each prompt's labelled pair and a pair of responses to two different prompts",
              CrossPromptBatch),
     Contract("token", "a preference pair and the policy's per-token distribution over the rejected response",
